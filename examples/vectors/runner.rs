@@ -1,0 +1,271 @@
+//! Runs an `awses-decrypt` test-vector manifest (format in the vectors' README) through this
+//! crate. Shared by `examples/vectors` and `tests/vectors.rs`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use esdk::materials::{DataKey, DecryptionMaterials, EncryptionMaterials};
+use esdk::{
+    Backend, Client, CommitmentPolicy, DefaultCmm, EncryptedDataKey, EncryptionContext, ErrorKind, Keyring,
+    MultiKeyring, RawAesKeyring, RawRsaKeyring, RsaPadding,
+};
+use serde_json::Value;
+
+/// Outcome of one manifest run.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    /// One line per failed test.
+    pub failures: Vec<String>,
+    /// Negative tests that failed with a different error class than the manifest's hint
+    /// (informational: a tampered message may legitimately fail earlier).
+    pub class_mismatches: Vec<String>,
+}
+
+/// Runs every test in `dir/manifest.json` with `backend`.
+pub fn run(dir: &Path, backend: Backend, filter: Option<&str>) -> Result<Summary, String> {
+    let manifest = read_json(&dir.join("manifest.json"))?;
+    let kind = manifest.pointer("/manifest/type").and_then(Value::as_str).unwrap_or_default();
+    if kind != "awses-decrypt" {
+        return Err(format!("{}: manifest type is {kind:?}, expected \"awses-decrypt\"", dir.display()));
+    }
+    let keys_uri = manifest.get("keys").and_then(Value::as_str).ok_or("manifest has no \"keys\"")?;
+    let keys = read_json(&resolve(dir, keys_uri)?)?;
+    let keys = keys.get("keys").and_then(Value::as_object).ok_or("keys manifest has no \"keys\" object")?.clone();
+    let tests = manifest.get("tests").and_then(Value::as_object).ok_or("manifest has no \"tests\" object")?;
+
+    let mut summary = Summary::default();
+    let mut names: Vec<&String> = tests.keys().collect();
+    names.sort();
+    for name in names {
+        if filter.is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        match run_one(dir, &keys, &tests[name], backend) {
+            Ok(mismatch) => {
+                summary.passed += 1;
+                if let Some(m) = mismatch {
+                    summary.class_mismatches.push(format!("{name}: {m}"));
+                }
+            }
+            Err(why) => {
+                summary.failed += 1;
+                summary.failures.push(format!("FAIL {name} [{}]: {why}", backend.name()));
+            }
+        }
+    }
+    Ok(summary)
+}
+
+fn read_json(path: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn resolve(dir: &Path, uri: &str) -> Result<PathBuf, String> {
+    let rel = uri.strip_prefix("file://").ok_or_else(|| format!("unsupported URI {uri:?}"))?;
+    Ok(dir.join(rel))
+}
+
+/// Returns `Ok(Some(note))` for a passing negative test whose error class differs from the hint.
+fn run_one(
+    dir: &Path,
+    keys: &serde_json::Map<String, Value>,
+    test: &Value,
+    backend: Backend,
+) -> Result<Option<String>, String> {
+    let ct_uri = test.get("ciphertext").and_then(Value::as_str).ok_or("no ciphertext")?;
+    let ciphertext = std::fs::read(resolve(dir, ct_uri)?).map_err(|e| format!("ciphertext: {e}"))?;
+    let policy: CommitmentPolicy = test
+        .get("commitment-policy")
+        .and_then(Value::as_str)
+        .unwrap_or("REQUIRE_ENCRYPT_REQUIRE_DECRYPT")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let mut builder = Client::builder().commitment_policy(policy).backend(backend);
+    if let Some(max) = test.get("max-encrypted-data-keys").and_then(Value::as_u64) {
+        builder = builder.max_encrypted_data_keys(u16::try_from(max).map_err(|_| "max-encrypted-data-keys too large")?);
+    }
+    let client = builder.build().map_err(|e| e.to_string())?;
+    let keyring = build_keyring(keys, test.get("master-keys").ok_or("no master-keys")?, backend)?;
+    let cmm = DefaultCmm::from_arc(keyring).with_backend(backend);
+    let reproduced: Option<EncryptionContext> = test
+        .get("encryption-context")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect());
+    let unsigned_only = test.get("decryption-method").and_then(Value::as_str) == Some("streaming-unsigned-only");
+    let result = if unsigned_only {
+        client.decrypt_unsigned_only_blocking(&cmm, &ciphertext, reproduced.as_ref())
+    } else {
+        client.decrypt_blocking(&cmm, &ciphertext, reproduced.as_ref())
+    };
+
+    let expected = test.get("result").ok_or("no result")?;
+    if let Some(pt_uri) = expected.pointer("/output/plaintext").and_then(Value::as_str) {
+        let want = std::fs::read(resolve(dir, pt_uri)?).map_err(|e| format!("plaintext: {e}"))?;
+        return match result {
+            Ok(d) if d.plaintext == want => Ok(None),
+            Ok(d) => Err(format!("plaintext differs ({} bytes, expected {})", d.plaintext.len(), want.len())),
+            Err(e) => Err(format!("expected success, got error: {e}")),
+        };
+    }
+    if expected.get("error").is_none() {
+        return Err("result is neither output nor error".into());
+    }
+    match result {
+        Ok(d) => Err(format!("expected an error, but decryption returned {} bytes", d.plaintext.len())),
+        Err(e) => {
+            let hint = test.pointer("/metadata/expected-error").and_then(Value::as_str);
+            match hint {
+                Some(h) if !class_matches(h, e.kind()) => Ok(Some(format!("expected {h}, got {:?}: {e}", e.kind()))),
+                _ => Ok(None),
+            }
+        }
+    }
+}
+
+fn class_matches(hint: &str, kind: ErrorKind) -> bool {
+    let want: &[ErrorKind] = match hint {
+        "parse" => &[ErrorKind::Parse, ErrorKind::Base64Input],
+        "truncated" => &[ErrorKind::Truncated],
+        "header-auth" => &[ErrorKind::HeaderAuthentication],
+        "commitment-mismatch" => &[ErrorKind::CommitmentMismatch],
+        "body-auth" => &[ErrorKind::BodyAuthentication],
+        "signature" => &[ErrorKind::Signature],
+        "no-decryptable-edk" => &[ErrorKind::NoDecryptableDataKey],
+        "commitment-policy" => &[ErrorKind::CommitmentPolicy],
+        "max-edks" => &[ErrorKind::TooManyEncryptedDataKeys],
+        "signed-not-allowed" => &[ErrorKind::SignedNotAllowed],
+        "ec-mismatch" => &[ErrorKind::EncryptionContextMismatch],
+        _ => return true,
+    };
+    want.contains(&kind)
+}
+
+fn build_keyring(
+    keys: &serde_json::Map<String, Value>,
+    master_keys: &Value,
+    backend: Backend,
+) -> Result<Arc<dyn Keyring>, String> {
+    let list = master_keys.as_array().ok_or("master-keys is not a list")?;
+    let mut rings = list.iter().map(|mk| one_keyring(keys, mk, backend)).collect::<Result<Vec<_>, _>>()?;
+    match rings.len() {
+        0 => Err("master-keys is empty".into()),
+        1 => Ok(rings.remove(0)),
+        _ => {
+            let generator = rings.remove(0);
+            Ok(Arc::new(MultiKeyring::new(Some(generator), rings).map_err(|e| e.to_string())?))
+        }
+    }
+}
+
+fn one_keyring(
+    keys: &serde_json::Map<String, Value>,
+    mk: &Value,
+    backend: Backend,
+) -> Result<Arc<dyn Keyring>, String> {
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned).ok_or(format!("missing {k:?}"));
+    let key_name = s(mk, "key")?;
+    let key = keys.get(&key_name).ok_or_else(|| format!("key {key_name:?} not in keys manifest"))?;
+    match s(mk, "type")?.as_str() {
+        "raw" => {
+            let provider_id = s(mk, "provider-id")?;
+            let key_id = s(key, "key-id")?;
+            let material = s(key, "material")?;
+            match s(mk, "encryption-algorithm")?.as_str() {
+                "aes" => {
+                    let bytes =
+                        base64::engine::general_purpose::STANDARD.decode(material).map_err(|e| e.to_string())?;
+                    Ok(Arc::new(
+                        RawAesKeyring::with_backend(&provider_id, &key_id, &bytes, backend)
+                            .map_err(|e| e.to_string())?,
+                    ))
+                }
+                "rsa" => {
+                    let padding =
+                        match (s(mk, "padding-algorithm")?.as_str(), mk.get("padding-hash").and_then(Value::as_str)) {
+                            ("pkcs1", _) => RsaPadding::Pkcs1,
+                            ("oaep-mgf1", Some("sha1")) => RsaPadding::OaepSha1,
+                            ("oaep-mgf1", Some("sha256")) => RsaPadding::OaepSha256,
+                            ("oaep-mgf1", Some("sha384")) => RsaPadding::OaepSha384,
+                            ("oaep-mgf1", Some("sha512")) => RsaPadding::OaepSha512,
+                            other => return Err(format!("unsupported RSA padding {other:?}")),
+                        };
+                    let ring = RawRsaKeyring::with_backend(&provider_id, &key_id, padding, backend)
+                        .map_err(|e| e.to_string())?;
+                    let ring = match s(key, "type")?.as_str() {
+                        "private" => ring.with_private_key_pem(&material),
+                        "public" => ring.with_public_key_pem(&material),
+                        t => return Err(format!("unsupported RSA key type {t:?}")),
+                    }
+                    .map_err(|e| e.to_string())?;
+                    Ok(Arc::new(ring))
+                }
+                a => Err(format!("unsupported raw algorithm {a:?}")),
+            }
+        }
+        "static-material-keyring" => {
+            let b64 = s(key, "plaintextDataKey")?;
+            let bytes = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| e.to_string())?;
+            Ok(Arc::new(StaticDataKey(bytes)))
+        }
+        t => Err(format!("unsupported master key type {t:?}")),
+    }
+}
+
+/// The manifest's `static-material-keyring`: returns a known plaintext data key.
+struct StaticDataKey(Vec<u8>);
+
+impl std::fmt::Debug for StaticDataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StaticDataKey")
+    }
+}
+
+#[async_trait]
+impl Keyring for StaticDataKey {
+    async fn on_encrypt(&self, _materials: EncryptionMaterials) -> esdk::Result<EncryptionMaterials> {
+        Err(esdk::Error::InvalidConfig("the static-material test keyring only decrypts".into()))
+    }
+
+    async fn on_decrypt(
+        &self,
+        mut materials: DecryptionMaterials,
+        _edks: &[EncryptedDataKey],
+    ) -> esdk::Result<DecryptionMaterials> {
+        materials.set_data_key(DataKey::from_bytes(&self.0))?;
+        Ok(materials)
+    }
+}
+
+/// Renders a summary the way the runner prints it; the last line is `N passed, M failed`.
+pub fn render(summaries: &BTreeMap<&'static str, Summary>, verbose: bool) -> String {
+    let mut out = String::new();
+    let (mut passed, mut failed) = (0, 0);
+    for (backend, s) in summaries {
+        for f in &s.failures {
+            let _ = writeln!(out, "{f}");
+        }
+        if verbose {
+            for m in &s.class_mismatches {
+                let _ = writeln!(out, "note [{backend}] error class: {m}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "backend {backend}: {} passed, {} failed, {} negative test(s) failed with another error class than hinted",
+            s.passed,
+            s.failed,
+            s.class_mismatches.len()
+        );
+        passed += s.passed;
+        failed += s.failed;
+    }
+    let _ = write!(out, "{passed} passed, {failed} failed");
+    out
+}

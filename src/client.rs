@@ -1,0 +1,362 @@
+//! One-shot encrypt and decrypt, and the client configuration they share
+//! (spec `client-apis/client.md`, `client-apis/encrypt.md`, `client-apis/decrypt.md`).
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use zeroize::Zeroizing;
+
+use crate::cmm::{DecryptMaterialsRequest, EncryptionMaterialsRequest, MaterialsManager};
+use crate::context::EncryptionContext;
+use crate::crypto::Backend;
+use crate::decryptor::{Decryptor, Step};
+use crate::encryptor::Encryptor;
+use crate::error::{Error, Result};
+use crate::format::body::{self, MAX_NON_FRAMED_CONTENT_LEN};
+use crate::format::header::{self, HeaderLimits, MessageHeader, ParsedHeader};
+use crate::materials::DecryptionMaterials;
+use crate::policy::CommitmentPolicy;
+use crate::suite::AlgorithmSuite;
+
+/// Default frame length for encryption.
+pub const DEFAULT_FRAME_LENGTH: u32 = 4096;
+
+/// An immutable client configuration: commitment policy, suite, frame length, limits, backend.
+///
+/// ```
+/// use esdk::{Client, CommitmentPolicy};
+/// let client = Client::builder()
+///     .commitment_policy(CommitmentPolicy::RequireEncryptRequireDecrypt)
+///     .frame_length(64 * 1024)
+///     .max_encrypted_data_keys(3)
+///     .build()?;
+/// # Ok::<(), esdk::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Client {
+    policy: CommitmentPolicy,
+    suite: Option<AlgorithmSuite>,
+    frame_length: u32,
+    header_limits: HeaderLimits,
+    max_non_framed_body_len: u64,
+    backend: Backend,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self {
+            policy: CommitmentPolicy::default(),
+            suite: None,
+            frame_length: DEFAULT_FRAME_LENGTH,
+            header_limits: HeaderLimits::default(),
+            max_non_framed_body_len: MAX_NON_FRAMED_CONTENT_LEN,
+            backend: Backend::default(),
+        }
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Clone, Debug, Default)]
+pub struct ClientBuilder {
+    client: Client,
+}
+
+impl ClientBuilder {
+    /// Commitment policy (default `RequireEncryptRequireDecrypt`).
+    pub fn commitment_policy(mut self, policy: CommitmentPolicy) -> Self {
+        self.client.policy = policy;
+        self
+    }
+
+    /// Suite for encryption (default: the policy's default, 0x0578 for committing policies).
+    pub fn suite(mut self, suite: AlgorithmSuite) -> Self {
+        self.client.suite = Some(suite);
+        self
+    }
+
+    /// Frame length for encryption, 1 to 2^32 - 1 (default 4096).
+    pub fn frame_length(mut self, frame_length: u32) -> Self {
+        self.client.frame_length = frame_length;
+        self
+    }
+
+    /// Maximum number of encrypted data keys on encrypt and decrypt (default: no limit, as the
+    /// spec says). Checked while parsing, before any key is unwrapped.
+    pub fn max_encrypted_data_keys(mut self, max: u16) -> Self {
+        self.client.header_limits.max_encrypted_data_keys = Some(max);
+        self
+    }
+
+    /// Maximum header length accepted on decrypt (default 4 MiB).
+    pub fn max_header_len(mut self, max: usize) -> Self {
+        self.client.header_limits.max_header_len = max;
+        self
+    }
+
+    /// Maximum body length of a non-framed (legacy) message accepted on decrypt
+    /// (default: the format's 2^36 - 32).
+    pub fn max_non_framed_body_len(mut self, max: u64) -> Self {
+        self.client.max_non_framed_body_len = max.min(MAX_NON_FRAMED_CONTENT_LEN);
+        self
+    }
+
+    /// Crypto backend (default `aws-lc-rs` when compiled in).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.client.backend = backend;
+        self
+    }
+
+    /// Validates and builds.
+    pub fn build(self) -> Result<Client> {
+        let c = self.client;
+        if c.frame_length == 0 {
+            return Err(Error::InvalidConfig("frame length must be between 1 and 4294967295".into()));
+        }
+        if c.header_limits.max_encrypted_data_keys == Some(0) {
+            return Err(Error::InvalidConfig("max_encrypted_data_keys must be at least 1".into()));
+        }
+        if let Some(suite) = c.suite {
+            c.policy.check_encrypt(suite)?;
+        }
+        Ok(c)
+    }
+}
+
+/// The result of a successful decryption.
+pub struct Decrypted {
+    /// The plaintext.
+    pub plaintext: Vec<u8>,
+    /// The authenticated header.
+    pub header: MessageHeader,
+    /// The encryption context used: the stored pairs plus any required-only pairs supplied.
+    pub encryption_context: EncryptionContext,
+}
+
+impl fmt::Debug for Decrypted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decrypted")
+            .field("plaintext_len", &self.plaintext.len())
+            .field("header", &self.header)
+            .field("encryption_context", &self.encryption_context)
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client with the defaults: `RequireEncryptRequireDecrypt`, suite 0x0578, 4096-byte frames.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The commitment policy.
+    pub fn commitment_policy(&self) -> CommitmentPolicy {
+        self.policy
+    }
+
+    /// The crypto backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The header limits applied on decrypt.
+    pub fn header_limits(&self) -> &HeaderLimits {
+        &self.header_limits
+    }
+
+    /// Exact length of the message `encrypt` writes for `plaintext_len` bytes, given the header
+    /// it will carry; for signed suites the footer is counted at the curve's largest signature.
+    pub fn ciphertext_len(&self, header: &MessageHeader, plaintext_len: u64) -> u64 {
+        let footer = header.suite().signature().map_or(0, |c| 2 + c.max_signature_len() as u64);
+        (header.body_len() + header.auth_len()) as u64
+            + body::framed_body_len(plaintext_len, self.frame_length)
+            + footer
+    }
+
+    /// Encrypts `plaintext` into one ESDK message.
+    pub async fn encrypt(
+        &self,
+        cmm: &dyn MaterialsManager,
+        plaintext: &[u8],
+        encryption_context: &EncryptionContext,
+    ) -> Result<Vec<u8>> {
+        encryption_context.check_no_reserved_keys()?;
+        encryption_context.check_serializable()?;
+        if let Some(suite) = self.suite {
+            self.policy.check_encrypt(suite)?;
+        }
+        let max_len = u64::from(u32::MAX) * u64::from(self.frame_length);
+        if plaintext.len() as u64 > max_len {
+            return Err(Error::LimitExceeded {
+                what: "plaintext length",
+                value: plaintext.len() as u64,
+                limit: max_len,
+            });
+        }
+        let mut request = EncryptionMaterialsRequest::new(encryption_context.clone(), self.policy);
+        request.suite = self.suite;
+        request.max_plaintext_length = Some(plaintext.len() as u64);
+        let materials = cmm.get_encryption_materials(request).await?;
+        self.policy.check_encrypt(materials.suite())?;
+        if self.suite.is_some_and(|s| s != materials.suite()) {
+            return Err(Error::InvalidMaterials(format!(
+                "requested suite {} but the materials manager returned {}",
+                self.suite.map(|s| s.id()).unwrap_or_default(),
+                materials.suite()
+            )));
+        }
+
+        let mut out = Vec::new();
+        let (mut enc, header) = Encryptor::start(
+            self.backend.provider(),
+            materials,
+            self.frame_length,
+            self.header_limits.max_encrypted_data_keys,
+            &mut out,
+        )?;
+        out.reserve_exact((self.ciphertext_len(&header, plaintext.len() as u64) as usize).saturating_sub(out.len()));
+        let frame = enc.frame_len() as usize;
+        let (regular, _) = body::split_frames(plaintext.len() as u64, enc.frame_len());
+        let regular_bytes = regular as usize * frame;
+        for chunk in plaintext[..regular_bytes].chunks_exact(frame) {
+            enc.regular_frame(chunk, &mut out)?;
+        }
+        enc.final_frame(&plaintext[regular_bytes..], &mut out)?;
+        Ok(out)
+    }
+
+    /// Decrypts one complete ESDK message. `reproduced_encryption_context`, when given, must agree
+    /// with the stored context on shared keys, and supplies required-only pairs.
+    ///
+    /// Bytes after the end of the message are an error.
+    pub async fn decrypt(
+        &self,
+        cmm: &dyn MaterialsManager,
+        ciphertext: &[u8],
+        reproduced_encryption_context: Option<&EncryptionContext>,
+    ) -> Result<Decrypted> {
+        self.decrypt_inner(cmm, ciphertext, reproduced_encryption_context, false).await
+    }
+
+    /// As [`Self::decrypt`], but refuses signed suites right after parsing the header
+    /// (the spec's "decrypt unsigned" mode).
+    pub async fn decrypt_unsigned_only(
+        &self,
+        cmm: &dyn MaterialsManager,
+        ciphertext: &[u8],
+        reproduced_encryption_context: Option<&EncryptionContext>,
+    ) -> Result<Decrypted> {
+        self.decrypt_inner(cmm, ciphertext, reproduced_encryption_context, true).await
+    }
+
+    /// Parses the header, applies the policy and gets decryption materials
+    /// (`client-apis/decrypt.md` steps 1-4). Shared by one-shot and streaming decryption.
+    pub(crate) async fn open_header(
+        &self,
+        cmm: &dyn MaterialsManager,
+        input: &[u8],
+        reproduced_encryption_context: Option<&EncryptionContext>,
+        unsigned_only: bool,
+    ) -> Result<(ParsedHeader, DecryptionMaterials)> {
+        let parsed = header::parse(input, &self.header_limits)?;
+        let h = &parsed.header;
+        self.policy.check_decrypt(h.suite)?;
+        if unsigned_only && h.suite.is_signed() {
+            return Err(Error::SignedNotAllowed(h.suite));
+        }
+        let request = DecryptMaterialsRequest::new(
+            h.suite,
+            self.policy,
+            &h.encrypted_data_keys,
+            &h.encryption_context,
+            reproduced_encryption_context,
+        );
+        let materials = cmm.decrypt_materials(request).await?;
+        self.policy.check_decrypt(materials.suite())?;
+        Ok((parsed, materials))
+    }
+
+    async fn decrypt_inner(
+        &self,
+        cmm: &dyn MaterialsManager,
+        ciphertext: &[u8],
+        reproduced_encryption_context: Option<&EncryptionContext>,
+        unsigned_only: bool,
+    ) -> Result<Decrypted> {
+        let (parsed, materials) =
+            self.open_header(cmm, ciphertext, reproduced_encryption_context, unsigned_only).await?;
+        let encryption_context = materials.encryption_context().clone();
+        let mut dec =
+            Decryptor::new(self.backend.provider(), &parsed, ciphertext, materials, self.max_non_framed_body_len)?;
+        let mut pos = parsed.total_len;
+        let mut out = Zeroizing::new(Vec::with_capacity(ciphertext.len() - pos));
+        while !dec.is_done() {
+            match dec.step(&ciphertext[pos..], &mut out)? {
+                Step::Need(_) => return Err(Error::Truncated { what: dec.expecting() }),
+                Step::Consumed { bytes, .. } => pos += bytes,
+            }
+        }
+        if pos != ciphertext.len() {
+            return Err(Error::TrailingData(ciphertext.len() - pos));
+        }
+        Ok(Decrypted { plaintext: std::mem::take(&mut *out), header: parsed.header, encryption_context })
+    }
+
+    /// [`Self::encrypt`] for synchronous callers. Runs the future on the calling thread, so the
+    /// keyrings must not need an async runtime (raw keyrings and cached materials do not).
+    pub fn encrypt_blocking(
+        &self,
+        cmm: &dyn MaterialsManager,
+        plaintext: &[u8],
+        encryption_context: &EncryptionContext,
+    ) -> Result<Vec<u8>> {
+        block_on(self.encrypt(cmm, plaintext, encryption_context))
+    }
+
+    /// [`Self::decrypt`] for synchronous callers; see [`Self::encrypt_blocking`].
+    pub fn decrypt_blocking(
+        &self,
+        cmm: &dyn MaterialsManager,
+        ciphertext: &[u8],
+        reproduced_encryption_context: Option<&EncryptionContext>,
+    ) -> Result<Decrypted> {
+        block_on(self.decrypt(cmm, ciphertext, reproduced_encryption_context))
+    }
+
+    /// [`Self::decrypt_unsigned_only`] for synchronous callers.
+    pub fn decrypt_unsigned_only_blocking(
+        &self,
+        cmm: &dyn MaterialsManager,
+        ciphertext: &[u8],
+        reproduced_encryption_context: Option<&EncryptionContext>,
+    ) -> Result<Decrypted> {
+        block_on(self.decrypt_unsigned_only(cmm, ciphertext, reproduced_encryption_context))
+    }
+}
+
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Drives a future to completion on the current thread, parking between polls.
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}

@@ -1,0 +1,70 @@
+//! Key derivation and key commitment (spec `framework/algorithm-suites.md`,
+//! `framework/transitive-requirements.md` "HKDF Encryption Key" / "HKDF Commit Key").
+
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::{AeadKey, Provider};
+use crate::error::{Error, Result};
+use crate::suite::{AlgorithmSuite, HashAlg, Kdf};
+
+const DERIVE_KEY_LABEL: &[u8] = b"DERIVEKEY";
+const COMMIT_KEY_LABEL: &[u8] = b"COMMITKEY";
+
+/// The per-message AES-GCM key and, for committing suites, the commitment value.
+pub(crate) struct MessageKeys {
+    pub(crate) aead: Box<dyn AeadKey>,
+    pub(crate) commitment: Option<Zeroizing<[u8; 32]>>,
+}
+
+/// Derives the message keys from the plaintext data key with one HKDF extract.
+pub(crate) fn derive(
+    provider: &dyn Provider,
+    suite: AlgorithmSuite,
+    data_key: &[u8],
+    message_id: &[u8],
+) -> Result<MessageKeys> {
+    if data_key.len() != suite.data_key_len() {
+        return Err(Error::InvalidMaterials(format!(
+            "data key is {} bytes, suite {suite} needs {}",
+            data_key.len(),
+            suite.data_key_len()
+        )));
+    }
+    let suite_id = suite.id_bytes();
+    let mut enc_key = Zeroizing::new([0u8; 32]);
+    let enc_key = &mut enc_key[..suite.data_key_len()];
+    match suite.kdf() {
+        Kdf::Identity => {
+            return Ok(MessageKeys { aead: provider.aes_gcm(data_key)?, commitment: None });
+        }
+        Kdf::HkdfSha256 | Kdf::HkdfSha384 => {
+            let hash = if suite.kdf() == Kdf::HkdfSha256 { HashAlg::Sha256 } else { HashAlg::Sha384 };
+            let info: [&[u8]; 2] = [&suite_id, message_id];
+            provider.hkdf(hash, &[], data_key, &mut [(&info, enc_key)])?;
+            Ok(MessageKeys { aead: provider.aes_gcm(enc_key)?, commitment: None })
+        }
+        Kdf::HkdfSha512Committing => {
+            let mut commit = Zeroizing::new([0u8; 32]);
+            let enc_info: [&[u8]; 2] = [&suite_id, DERIVE_KEY_LABEL];
+            let commit_info: [&[u8]; 1] = [COMMIT_KEY_LABEL];
+            provider.hkdf(
+                HashAlg::Sha512,
+                message_id,
+                data_key,
+                &mut [(&enc_info, &mut enc_key[..]), (&commit_info, &mut commit[..])],
+            )?;
+            Ok(MessageKeys { aead: provider.aes_gcm(enc_key)?, commitment: Some(commit) })
+        }
+    }
+}
+
+/// Constant-time comparison of the derived commitment with the header's suite data
+/// (`client-apis/decrypt.md`, "Verify the header").
+pub(crate) fn check_commitment(derived: &[u8; 32], stored: &[u8]) -> Result<()> {
+    if stored.len() == derived.len() && bool::from(derived.ct_eq(stored)) {
+        Ok(())
+    } else {
+        Err(Error::CommitmentMismatch)
+    }
+}

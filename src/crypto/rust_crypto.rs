@@ -1,0 +1,200 @@
+//! [`Provider`] on the pure-Rust RustCrypto crates. See the parent module for the RSA caveat.
+
+use aes_gcm::aead::consts::U12;
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{aes, AesGcm};
+use ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
+use rand_core::OsRng;
+use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
+use sha2::Digest;
+use zeroize::Zeroizing;
+
+use super::{AeadKey, AuthFailed, EcdsaSigner, EcdsaVerifier, Hasher, Provider, RsaPadding, RsaPrivate, RsaPublic};
+use crate::error::{Error, Result};
+use crate::suite::{Curve, HashAlg};
+
+pub(crate) struct RustCrypto;
+
+struct Gcm<C>(C);
+
+impl<C: AeadInPlace + Send + Sync> AeadKey for Gcm<C>
+where
+    C: aes_gcm::aead::AeadCore<NonceSize = U12>,
+{
+    fn seal_in_place(&self, iv: &[u8; 12], aad: &[u8], in_out: &mut [u8]) -> Result<[u8; 16]> {
+        let tag = self
+            .0
+            .encrypt_in_place_detached(iv.into(), aad, in_out)
+            .map_err(|_| Error::Crypto("AES-GCM encryption failed"))?;
+        let mut t = [0u8; 16];
+        t.copy_from_slice(&tag);
+        Ok(t)
+    }
+
+    fn open_in_place(&self, iv: &[u8; 12], aad: &[u8], in_out: &mut [u8], tag: &[u8]) -> Result<(), AuthFailed> {
+        if tag.len() != 16 {
+            return Err(AuthFailed);
+        }
+        if self.0.decrypt_in_place_detached(iv.into(), aad, in_out, tag.into()).is_err() {
+            in_out.fill(0);
+            return Err(AuthFailed);
+        }
+        Ok(())
+    }
+}
+
+struct Hash<D>(D);
+
+impl<D: Digest + Send> Hasher for Hash<D> {
+    fn update(&mut self, data: &[u8]) {
+        Digest::update(&mut self.0, data);
+    }
+    fn finish(self: Box<Self>) -> Vec<u8> {
+        self.0.finalize().to_vec()
+    }
+}
+
+enum SigningKey {
+    P256(p256::ecdsa::SigningKey),
+    P384(p384::ecdsa::SigningKey),
+}
+
+impl EcdsaSigner for SigningKey {
+    fn compressed_public_key(&self) -> Result<Vec<u8>> {
+        Ok(match self {
+            Self::P256(k) => k.verifying_key().to_encoded_point(true).as_bytes().to_vec(),
+            Self::P384(k) => k.verifying_key().to_encoded_point(true).as_bytes().to_vec(),
+        })
+    }
+
+    fn sign_digest(&self, digest: &[u8]) -> Result<Vec<u8>> {
+        let fail = |_| Error::Crypto("ECDSA signing failed");
+        Ok(match self {
+            Self::P256(k) => {
+                let sig: p256::ecdsa::Signature = k.sign_prehash(digest).map_err(fail)?;
+                sig.to_der().as_bytes().to_vec()
+            }
+            Self::P384(k) => {
+                let sig: p384::ecdsa::Signature = k.sign_prehash(digest).map_err(fail)?;
+                sig.to_der().as_bytes().to_vec()
+            }
+        })
+    }
+}
+
+enum VerifyingKey {
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+}
+
+impl EcdsaVerifier for VerifyingKey {
+    fn verify_digest(&self, digest: &[u8], der: &[u8]) -> bool {
+        match self {
+            Self::P256(k) => p256::ecdsa::Signature::from_der(der).is_ok_and(|s| k.verify_prehash(digest, &s).is_ok()),
+            Self::P384(k) => p384::ecdsa::Signature::from_der(der).is_ok_and(|s| k.verify_prehash(digest, &s).is_ok()),
+        }
+    }
+}
+
+struct RsaPub(rsa::RsaPublicKey);
+
+impl RsaPublic for RsaPub {
+    fn encrypt(&self, padding: RsaPadding, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let mut rng = OsRng;
+        let res = match padding {
+            RsaPadding::Pkcs1 => self.0.encrypt(&mut rng, rsa::Pkcs1v15Encrypt, plaintext),
+            RsaPadding::OaepSha1 => self.0.encrypt(&mut rng, rsa::Oaep::new::<sha1::Sha1>(), plaintext),
+            RsaPadding::OaepSha256 => self.0.encrypt(&mut rng, rsa::Oaep::new::<sha2::Sha256>(), plaintext),
+            RsaPadding::OaepSha384 => self.0.encrypt(&mut rng, rsa::Oaep::new::<sha2::Sha384>(), plaintext),
+            RsaPadding::OaepSha512 => self.0.encrypt(&mut rng, rsa::Oaep::new::<sha2::Sha512>(), plaintext),
+        };
+        res.map_err(|_| Error::Crypto("RSA encryption failed (is the data key too long for the key and padding?)"))
+    }
+}
+
+struct RsaPriv(rsa::RsaPrivateKey);
+
+impl RsaPrivate for RsaPriv {
+    fn decrypt(&self, padding: RsaPadding, ciphertext: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        // Always blinded; see the module docs for the remaining timing caveat.
+        let mut rng = OsRng;
+        let res = match padding {
+            RsaPadding::Pkcs1 => self.0.decrypt_blinded(&mut rng, rsa::Pkcs1v15Encrypt, ciphertext),
+            RsaPadding::OaepSha1 => self.0.decrypt_blinded(&mut rng, rsa::Oaep::new::<sha1::Sha1>(), ciphertext),
+            RsaPadding::OaepSha256 => self.0.decrypt_blinded(&mut rng, rsa::Oaep::new::<sha2::Sha256>(), ciphertext),
+            RsaPadding::OaepSha384 => self.0.decrypt_blinded(&mut rng, rsa::Oaep::new::<sha2::Sha384>(), ciphertext),
+            RsaPadding::OaepSha512 => self.0.decrypt_blinded(&mut rng, rsa::Oaep::new::<sha2::Sha512>(), ciphertext),
+        };
+        res.ok().map(Zeroizing::new)
+    }
+}
+
+impl Provider for RustCrypto {
+    fn name(&self) -> &'static str {
+        "rustcrypto"
+    }
+
+    fn aes_gcm(&self, key: &[u8]) -> Result<Box<dyn AeadKey>> {
+        let bad = |_| Error::Crypto("AES-GCM key setup failed");
+        Ok(match key.len() {
+            16 => Box::new(Gcm(AesGcm::<aes::Aes128, U12>::new_from_slice(key).map_err(bad)?)),
+            24 => Box::new(Gcm(AesGcm::<aes::Aes192, U12>::new_from_slice(key).map_err(bad)?)),
+            32 => Box::new(Gcm(AesGcm::<aes::Aes256, U12>::new_from_slice(key).map_err(bad)?)),
+            n => return Err(Error::InvalidKey(format!("AES-GCM key of {n} bytes; expected 16, 24 or 32"))),
+        })
+    }
+
+    fn hkdf(&self, hash: HashAlg, salt: &[u8], ikm: &[u8], outputs: &mut [(&[&[u8]], &mut [u8])]) -> Result<()> {
+        macro_rules! run {
+            ($h:ty) => {{
+                let hk = hkdf::Hkdf::<$h>::new(Some(salt), ikm);
+                for (info, out) in outputs.iter_mut() {
+                    hk.expand_multi_info(info, out).map_err(|_| Error::Crypto("HKDF expand failed"))?;
+                }
+                Ok(())
+            }};
+        }
+        match hash {
+            HashAlg::Sha256 => run!(sha2::Sha256),
+            HashAlg::Sha384 => run!(sha2::Sha384),
+            HashAlg::Sha512 => run!(sha2::Sha512),
+            HashAlg::Sha1 => Err(Error::Crypto("HKDF-SHA1 is not used by any suite")),
+        }
+    }
+
+    fn hasher(&self, hash: HashAlg) -> Box<dyn Hasher> {
+        match hash {
+            HashAlg::Sha1 => Box::new(Hash(sha1::Sha1::new())),
+            HashAlg::Sha256 => Box::new(Hash(sha2::Sha256::new())),
+            HashAlg::Sha384 => Box::new(Hash(sha2::Sha384::new())),
+            HashAlg::Sha512 => Box::new(Hash(sha2::Sha512::new())),
+        }
+    }
+
+    fn generate_ecdsa(&self, curve: Curve) -> Result<Box<dyn EcdsaSigner>> {
+        Ok(Box::new(match curve {
+            Curve::P256 => SigningKey::P256(p256::ecdsa::SigningKey::random(&mut OsRng)),
+            Curve::P384 => SigningKey::P384(p384::ecdsa::SigningKey::random(&mut OsRng)),
+        }))
+    }
+
+    fn ecdsa_verifier(&self, curve: Curve, sec1_point: &[u8]) -> Result<Box<dyn EcdsaVerifier>> {
+        let bad = |_| Error::InvalidMaterials(format!("the signature verification key is not a valid {curve:?} point"));
+        Ok(Box::new(match curve {
+            Curve::P256 => VerifyingKey::P256(p256::ecdsa::VerifyingKey::from_sec1_bytes(sec1_point).map_err(bad)?),
+            Curve::P384 => VerifyingKey::P384(p384::ecdsa::VerifyingKey::from_sec1_bytes(sec1_point).map_err(bad)?),
+        }))
+    }
+
+    fn rsa_public(&self, spki_der: &[u8]) -> Result<Box<dyn RsaPublic>> {
+        let key = rsa::RsaPublicKey::from_public_key_der(spki_der)
+            .map_err(|e| Error::InvalidKey(format!("not an RSA SubjectPublicKeyInfo public key: {e}")))?;
+        Ok(Box::new(RsaPub(key)))
+    }
+
+    fn rsa_private(&self, pkcs8_der: &[u8]) -> Result<Box<dyn RsaPrivate>> {
+        let key = rsa::RsaPrivateKey::from_pkcs8_der(pkcs8_der)
+            .map_err(|e| Error::InvalidKey(format!("not an RSA PKCS#8 private key: {e}")))?;
+        Ok(Box::new(RsaPriv(key)))
+    }
+}

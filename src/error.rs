@@ -1,0 +1,290 @@
+//! The crate's one error type.
+//!
+//! Every message names the check that failed and, where it helps, what to do about it. No message
+//! ever contains key material or plaintext; encryption-context keys, provider ids and key names
+//! are public (they travel unencrypted in the header) and are shown.
+
+use core::fmt;
+
+use crate::policy::CommitmentPolicy;
+use crate::suite::AlgorithmSuite;
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+/// Coarse classification of an [`Error`], stable for matching and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The bytes are not a well-formed ESDK message.
+    Parse,
+    /// Input ended before the message was complete.
+    Truncated,
+    /// The input looks base64-encoded; decode it first.
+    Base64Input,
+    /// More encrypted data keys than the configured maximum.
+    TooManyEncryptedDataKeys,
+    /// The commitment policy forbids this suite.
+    CommitmentPolicy,
+    /// Derived commitment key differs from the header's.
+    CommitmentMismatch,
+    /// The header authentication tag did not verify.
+    HeaderAuthentication,
+    /// A frame or body tag did not verify, or frames are out of order.
+    BodyAuthentication,
+    /// The footer signature did not verify.
+    Signature,
+    /// A signed message was given to an unsigned-only decryption.
+    SignedNotAllowed,
+    /// Encryption context differs from what the caller required.
+    EncryptionContextMismatch,
+    /// No keyring could produce the data key.
+    NoDecryptableDataKey,
+    /// A keyring could not wrap the data key on encrypt.
+    Keyring,
+    /// Materials returned by a CMM or keyring break an invariant.
+    InvalidMaterials,
+    /// Bad encryption context supplied by the caller.
+    InvalidEncryptionContext,
+    /// Bad configuration or argument.
+    InvalidConfig,
+    /// Bad key material (wrong length, unparsable PEM, ...).
+    InvalidKey,
+    /// A configured size limit was exceeded.
+    LimitExceeded,
+    /// Bytes follow a complete message.
+    TrailingData,
+    /// The crypto backend failed unexpectedly.
+    Crypto,
+    /// Reading or writing a stream failed.
+    Io,
+}
+
+/// Why one encrypted data key was not used during decryption.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdkAttempt {
+    /// The keyring that looked at the EDK (e.g. `raw AES keyring ns/name`).
+    pub keyring: String,
+    /// Index of the EDK in the header.
+    pub index: usize,
+    /// Provider id of the EDK, lossily decoded.
+    pub provider_id: String,
+    /// Provider info (key name or key ARN), lossily decoded.
+    pub provider_info: String,
+    /// What happened.
+    pub outcome: String,
+    /// Whether retrying might help (e.g. a throttled KMS call).
+    pub retryable: bool,
+}
+
+/// The EDKs a decryption saw and why none produced a data key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnwrapReport {
+    /// Every EDK in the message as `(provider id, provider info)`.
+    pub present: Vec<(String, String)>,
+    /// Descriptions of the keys the keyrings were configured with.
+    pub configured: Vec<String>,
+    /// One entry per EDK a keyring considered or skipped.
+    pub attempts: Vec<EdkAttempt>,
+}
+
+impl UnwrapReport {
+    /// Whether any attempt failed in a way a retry could fix.
+    pub fn is_retryable(&self) -> bool {
+        self.attempts.iter().any(|a| a.retryable)
+    }
+
+    /// Folds another report (from a child keyring) into this one.
+    pub fn merge(&mut self, other: UnwrapReport) {
+        for c in other.configured {
+            if !self.configured.contains(&c) {
+                self.configured.push(c);
+            }
+        }
+        if self.present.is_empty() {
+            self.present = other.present;
+        }
+        self.attempts.extend(other.attempts);
+    }
+}
+
+impl fmt::Display for UnwrapReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} EDK(s) present [", self.present.len())?;
+        for (i, (pid, info)) in self.present.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{pid}/{info}")?;
+        }
+        f.write_str("]; configured keys [")?;
+        f.write_str(&self.configured.join(", "))?;
+        f.write_str("]")?;
+        for a in &self.attempts {
+            write!(f, "; EDK #{} ({}/{}) {}: {}", a.index, a.provider_id, a.provider_info, a.keyring, a.outcome)?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Malformed message: the field and why.
+    #[error("malformed message: {field}: {reason}")]
+    Parse {
+        /// The header or body field being read.
+        field: &'static str,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The input ended inside `what`.
+    #[error("truncated message: input ended in the {what}; the message is incomplete (was it cut off in transit?)")]
+    Truncated {
+        /// The part of the message being read when input ran out.
+        what: &'static str,
+    },
+    /// Input starts like base64 text.
+    #[error("the input looks base64-encoded (starts with {prefix:?}); decode it before decrypting")]
+    Base64Input {
+        /// The first bytes seen.
+        prefix: String,
+    },
+    /// Unknown or unsupported suite id.
+    #[error("malformed message: algorithm suite 0x{0:04X} is not an ESDK algorithm suite")]
+    UnsupportedSuite(u16),
+    /// The header lists more EDKs than allowed.
+    #[error("the message has at least {found} encrypted data keys, more than the configured maximum of {limit}; raise max_encrypted_data_keys only if you expect such messages")]
+    TooManyEncryptedDataKeys {
+        /// How many were seen (at least).
+        found: usize,
+        /// The configured maximum.
+        limit: usize,
+    },
+    /// Suite not permitted by the commitment policy.
+    #[error("commitment policy {policy} forbids {} with algorithm suite {suite}{}", if *encrypting { "encrypting" } else { "decrypting" }, if *encrypting { "" } else { "; this message was written without key commitment (legacy SDK); use REQUIRE_ENCRYPT_ALLOW_DECRYPT only while migrating" })]
+    CommitmentPolicy {
+        /// The client's policy.
+        policy: CommitmentPolicy,
+        /// The suite in question.
+        suite: AlgorithmSuite,
+        /// Whether this happened while encrypting.
+        encrypting: bool,
+    },
+    /// The key commitment in the header does not match the data key.
+    #[error("key commitment mismatch: the data key does not match the commitment in the header (wrong key material or tampered message)")]
+    CommitmentMismatch,
+    /// Header authentication failed.
+    #[error("header authentication failed: the header was modified, the data key is wrong, or the required encryption context supplied at decrypt differs from the one used at encrypt")]
+    HeaderAuthentication,
+    /// A frame failed authentication.
+    #[error("body authentication failed at frame {sequence}: {reason}")]
+    BodyAuthentication {
+        /// Sequence number of the frame (1 for a non-framed body).
+        sequence: u32,
+        /// What failed.
+        reason: &'static str,
+    },
+    /// Signature verification failed.
+    #[error("signature verification failed: {0}")]
+    Signature(&'static str),
+    /// Unsigned-only decryption got a signed message.
+    #[error("the message uses signed algorithm suite {0}, but this decryption accepts only unsigned suites")]
+    SignedNotAllowed(AlgorithmSuite),
+    /// The encryption context does not match what the caller required.
+    #[error("encryption context mismatch: {0}")]
+    EncryptionContextMismatch(String),
+    /// No keyring could decrypt any EDK.
+    #[error("no keyring could decrypt any encrypted data key: {0}")]
+    NoDecryptableDataKey(Box<UnwrapReport>),
+    /// A keyring failed during encryption.
+    #[error("keyring failed to {action}: {reason}")]
+    Keyring {
+        /// `generate the data key`, `wrap the data key`, ...
+        action: &'static str,
+        /// Why.
+        reason: String,
+        /// Whether a retry might help.
+        retryable: bool,
+    },
+    /// Materials break an invariant.
+    #[error("invalid cryptographic materials: {0}")]
+    InvalidMaterials(String),
+    /// Bad encryption context.
+    #[error("invalid encryption context: {0}")]
+    InvalidEncryptionContext(String),
+    /// Bad configuration.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// Bad key material.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+    /// A configured limit was exceeded.
+    #[error("limit exceeded: {what} is {value}, the limit is {limit}")]
+    LimitExceeded {
+        /// What was measured.
+        what: &'static str,
+        /// Its value.
+        value: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// Bytes follow a complete message.
+    #[error("{0} unexpected byte(s) after the end of a complete message; decrypt one message at a time")]
+    TrailingData(usize),
+    /// The crypto backend failed.
+    #[error("crypto backend error: {0}")]
+    Crypto(&'static str),
+    /// I/O failure in a streaming adapter.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// The coarse kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Parse { .. } | Self::UnsupportedSuite(_) => ErrorKind::Parse,
+            Self::Truncated { .. } => ErrorKind::Truncated,
+            Self::Base64Input { .. } => ErrorKind::Base64Input,
+            Self::TooManyEncryptedDataKeys { .. } => ErrorKind::TooManyEncryptedDataKeys,
+            Self::CommitmentPolicy { .. } => ErrorKind::CommitmentPolicy,
+            Self::CommitmentMismatch => ErrorKind::CommitmentMismatch,
+            Self::HeaderAuthentication => ErrorKind::HeaderAuthentication,
+            Self::BodyAuthentication { .. } => ErrorKind::BodyAuthentication,
+            Self::Signature(_) => ErrorKind::Signature,
+            Self::SignedNotAllowed(_) => ErrorKind::SignedNotAllowed,
+            Self::EncryptionContextMismatch(_) => ErrorKind::EncryptionContextMismatch,
+            Self::NoDecryptableDataKey(_) => ErrorKind::NoDecryptableDataKey,
+            Self::Keyring { .. } => ErrorKind::Keyring,
+            Self::InvalidMaterials(_) => ErrorKind::InvalidMaterials,
+            Self::InvalidEncryptionContext(_) => ErrorKind::InvalidEncryptionContext,
+            Self::InvalidConfig(_) => ErrorKind::InvalidConfig,
+            Self::InvalidKey(_) => ErrorKind::InvalidKey,
+            Self::LimitExceeded { .. } => ErrorKind::LimitExceeded,
+            Self::TrailingData(_) => ErrorKind::TrailingData,
+            Self::Crypto(_) => ErrorKind::Crypto,
+            Self::Io(_) => ErrorKind::Io,
+        }
+    }
+
+    /// Whether retrying the same operation later could succeed (throttling, timeouts, 5xx).
+    ///
+    /// Tampering, wrong keys, policy violations and malformed input are permanent.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::NoDecryptableDataKey(report) => report.is_retryable(),
+            Self::Keyring { retryable, .. } => *retryable,
+            Self::Io(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn parse(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::Parse { field, reason: reason.into() }
+    }
+}

@@ -1,0 +1,162 @@
+//! Raw AES keyring (spec `framework/raw-aes-keyring.md`).
+
+use std::fmt;
+
+use async_trait::async_trait;
+use zeroize::Zeroizing;
+
+use super::{check_raw_namespace, ensure_no_data_key, Attempts, Keyring};
+use crate::crypto::{self, AeadKey, Backend};
+use crate::error::{Error, Result};
+use crate::materials::{DataKey, DecryptionMaterials, EncryptedDataKey, EncryptionMaterials};
+
+const TAG_LEN_BITS: u32 = 128;
+const IV_LEN: u32 = 12;
+/// Bytes after the key name in the provider info: tag length, IV length, IV.
+const INFO_SUFFIX_LEN: usize = 4 + 4 + IV_LEN as usize;
+
+/// Wraps data keys with a local AES-GCM key (128, 192 or 256 bits).
+pub struct RawAesKeyring {
+    namespace: String,
+    name: String,
+    key: Box<dyn AeadKey>,
+    key_bits: usize,
+}
+
+impl RawAesKeyring {
+    /// A keyring for `namespace`/`name` (the EDK provider id and key name) and a 16, 24 or
+    /// 32-byte wrapping key, on the default crypto backend.
+    pub fn new(namespace: &str, name: &str, wrapping_key: &[u8]) -> Result<Self> {
+        Self::with_backend(namespace, name, wrapping_key, Backend::default())
+    }
+
+    /// As [`Self::new`] on a chosen backend.
+    pub fn with_backend(namespace: &str, name: &str, wrapping_key: &[u8], backend: Backend) -> Result<Self> {
+        check_raw_namespace(namespace)?;
+        if !matches!(wrapping_key.len(), 16 | 24 | 32) {
+            return Err(Error::InvalidKey(format!(
+                "raw AES wrapping key is {} bytes; it must be 16, 24 or 32",
+                wrapping_key.len()
+            )));
+        }
+        if name.len() > u16::MAX as usize - INFO_SUFFIX_LEN {
+            return Err(Error::InvalidConfig("key name is too long for the provider info field".into()));
+        }
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            key: backend.provider().aes_gcm(wrapping_key)?,
+            key_bits: wrapping_key.len() * 8,
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("raw AES-{} key {}/{}", self.key_bits, self.namespace, self.name)
+    }
+
+    /// Splits provider info into its IV, if it is ours (`raw-aes-keyring.md`, "OnDecrypt").
+    fn parse_info<'a>(&self, info: &'a [u8]) -> std::result::Result<&'a [u8], &'static str> {
+        if info.len() != self.name.len() + INFO_SUFFIX_LEN {
+            return Err("provider info length does not match this key name");
+        }
+        let (name, rest) = info.split_at(self.name.len());
+        if name != self.name.as_bytes() {
+            return Err("key name differs");
+        }
+        if rest[..4] != TAG_LEN_BITS.to_be_bytes() {
+            return Err("tag length is not 128 bits");
+        }
+        if rest[4..8] != IV_LEN.to_be_bytes() {
+            return Err("IV length is not 12");
+        }
+        Ok(&rest[8..])
+    }
+}
+
+impl fmt::Debug for RawAesKeyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawAesKeyring")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("key_bits", &self.key_bits)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Keyring for RawAesKeyring {
+    async fn on_encrypt(&self, mut materials: EncryptionMaterials) -> Result<EncryptionMaterials> {
+        if materials.data_key().is_none() {
+            materials.set_data_key(DataKey::generate(materials.suite().data_key_len())?)?;
+        }
+        let aad = materials.encryption_context().to_bytes()?;
+        let mut iv = [0u8; 12];
+        crypto::fill_random(&mut iv)?;
+        let data_key = materials.data_key().map(DataKey::expose_secret).unwrap_or_default();
+        let mut ciphertext = Vec::with_capacity(data_key.len() + 16);
+        ciphertext.extend_from_slice(data_key);
+        let tag = self.key.seal_in_place(&iv, &aad, &mut ciphertext)?;
+        ciphertext.extend_from_slice(&tag);
+
+        let mut info = Vec::with_capacity(self.name.len() + INFO_SUFFIX_LEN);
+        info.extend_from_slice(self.name.as_bytes());
+        info.extend_from_slice(&TAG_LEN_BITS.to_be_bytes());
+        info.extend_from_slice(&IV_LEN.to_be_bytes());
+        info.extend_from_slice(&iv);
+        materials.add_encrypted_data_key(EncryptedDataKey {
+            provider_id: self.namespace.clone(),
+            provider_info: info,
+            ciphertext,
+        });
+        Ok(materials)
+    }
+
+    async fn on_decrypt(
+        &self,
+        mut materials: DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> Result<DecryptionMaterials> {
+        ensure_no_data_key(&materials)?;
+        let mut attempts = Attempts::new(self.describe(), edks);
+        let aad = materials.encryption_context().to_bytes()?;
+        let key_len = materials.suite().data_key_len();
+        for (i, edk) in edks.iter().enumerate() {
+            if edk.provider_id != self.namespace {
+                attempts.record(i, edk, "skipped: provider id differs from this keyring's namespace", false);
+                continue;
+            }
+            let iv = match self.parse_info(&edk.provider_info) {
+                Ok(iv) => iv,
+                Err(why) => {
+                    attempts.record(i, edk, format!("skipped: {why}"), false);
+                    continue;
+                }
+            };
+            if edk.ciphertext.len() != key_len + 16 {
+                attempts.record(
+                    i,
+                    edk,
+                    format!("failed: wrapped key is {} bytes, expected {}", edk.ciphertext.len(), key_len + 16),
+                    false,
+                );
+                continue;
+            }
+            let mut iv_arr = [0u8; 12];
+            iv_arr.copy_from_slice(iv);
+            let (ct, tag) = edk.ciphertext.split_at(key_len);
+            let mut plain = Zeroizing::new(ct.to_vec());
+            if self.key.open_in_place(&iv_arr, &aad, &mut plain, tag).is_err() {
+                attempts.record(
+                    i,
+                    edk,
+                    "failed: AES-GCM unwrap did not authenticate (wrong key material or encryption context)",
+                    false,
+                );
+                continue;
+            }
+            materials.set_data_key(DataKey::from_bytes(&plain))?;
+            return Ok(materials);
+        }
+        Err(attempts.into_error())
+    }
+}

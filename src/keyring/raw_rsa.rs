@@ -1,0 +1,153 @@
+//! Raw RSA keyring (spec `framework/raw-rsa-keyring.md`).
+//!
+//! On the RustCrypto backend RSA decryption is subject to the "Marvin" timing advisory
+//! (RUSTSEC-2023-0071); prefer the default `aws-lc-rs` backend for keyrings that decrypt. See
+//! [`crate::crypto`].
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use super::{check_raw_namespace, ensure_no_data_key, Attempts, Keyring};
+use crate::crypto::{Backend, RsaPadding, RsaPrivate, RsaPublic};
+use crate::error::{Error, Result};
+use crate::materials::{DataKey, DecryptionMaterials, EncryptedDataKey, EncryptionMaterials};
+
+/// Wraps data keys with RSA (PKCS#1 v1.5 or OAEP). A keyring with only a public key encrypts
+/// but cannot decrypt; one with only a private key decrypts but cannot encrypt (the spec forbids
+/// deriving the public key from the private one).
+pub struct RawRsaKeyring {
+    namespace: String,
+    name: String,
+    padding: RsaPadding,
+    backend: Backend,
+    public_key: Option<Box<dyn RsaPublic>>,
+    private_key: Option<Box<dyn RsaPrivate>>,
+}
+
+impl RawRsaKeyring {
+    /// A keyring with no keys yet; add them with [`Self::with_public_key_pem`] and
+    /// [`Self::with_private_key_pem`].
+    pub fn new(namespace: &str, name: &str, padding: RsaPadding) -> Result<Self> {
+        Self::with_backend(namespace, name, padding, Backend::default())
+    }
+
+    /// As [`Self::new`] on a chosen backend.
+    pub fn with_backend(namespace: &str, name: &str, padding: RsaPadding, backend: Backend) -> Result<Self> {
+        check_raw_namespace(namespace)?;
+        if name.len() > u16::MAX as usize {
+            return Err(Error::InvalidConfig("key name is longer than 65535 bytes".into()));
+        }
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            padding,
+            backend,
+            public_key: None,
+            private_key: None,
+        })
+    }
+
+    /// Adds the public key (PEM `PUBLIC KEY`, X.509 SubjectPublicKeyInfo) used to encrypt.
+    pub fn with_public_key_pem(mut self, pem: &str) -> Result<Self> {
+        let der = decode_pem(pem, "PUBLIC KEY")?;
+        self.public_key = Some(self.backend.provider().rsa_public(&der)?);
+        Ok(self)
+    }
+
+    /// Adds the private key (PEM `PRIVATE KEY`, PKCS#8) used to decrypt.
+    pub fn with_private_key_pem(mut self, pem: &str) -> Result<Self> {
+        let der = zeroize::Zeroizing::new(decode_pem(pem, "PRIVATE KEY")?);
+        self.private_key = Some(self.backend.provider().rsa_private(&der)?);
+        Ok(self)
+    }
+
+    fn describe(&self) -> String {
+        format!("raw RSA key {}/{} ({:?})", self.namespace, self.name, self.padding)
+    }
+}
+
+fn decode_pem(pem: &str, expected: &str) -> Result<Vec<u8>> {
+    let (label, der) = pem_rfc7468::decode_vec(pem.trim().as_bytes())
+        .map_err(|e| Error::InvalidKey(format!("not a PEM document: {e}")))?;
+    if label != expected {
+        return Err(Error::InvalidKey(format!(
+            "PEM label is {label:?}, expected {expected:?} (PKCS#8 private keys / SubjectPublicKeyInfo public keys)"
+        )));
+    }
+    Ok(der)
+}
+
+impl fmt::Debug for RawRsaKeyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawRsaKeyring")
+            .field("namespace", &self.namespace)
+            .field("name", &self.name)
+            .field("padding", &self.padding)
+            .field("has_public_key", &self.public_key.is_some())
+            .field("has_private_key", &self.private_key.is_some())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl Keyring for RawRsaKeyring {
+    async fn on_encrypt(&self, mut materials: EncryptionMaterials) -> Result<EncryptionMaterials> {
+        let Some(public_key) = &self.public_key else {
+            return Err(Error::Keyring {
+                action: "wrap the data key",
+                reason: format!("{} has no public key; add one with with_public_key_pem", self.describe()),
+                retryable: false,
+            });
+        };
+        if materials.data_key().is_none() {
+            materials.set_data_key(DataKey::generate(materials.suite().data_key_len())?)?;
+        }
+        let data_key = materials.data_key().map(DataKey::expose_secret).unwrap_or_default();
+        let ciphertext = public_key.encrypt(self.padding, data_key)?;
+        materials.add_encrypted_data_key(EncryptedDataKey {
+            provider_id: self.namespace.clone(),
+            provider_info: self.name.as_bytes().to_vec(),
+            ciphertext,
+        });
+        Ok(materials)
+    }
+
+    async fn on_decrypt(
+        &self,
+        mut materials: DecryptionMaterials,
+        edks: &[EncryptedDataKey],
+    ) -> Result<DecryptionMaterials> {
+        ensure_no_data_key(&materials)?;
+        let mut attempts = Attempts::new(self.describe(), edks);
+        let key_len = materials.suite().data_key_len();
+        for (i, edk) in edks.iter().enumerate() {
+            if edk.provider_id != self.namespace {
+                attempts.record(i, edk, "skipped: provider id differs from this keyring's namespace", false);
+                continue;
+            }
+            if edk.provider_info != self.name.as_bytes() {
+                attempts.record(i, edk, "skipped: key name differs", false);
+                continue;
+            }
+            let Some(private_key) = &self.private_key else {
+                attempts.record(i, edk, "failed: this keyring has only a public key and cannot decrypt", false);
+                continue;
+            };
+            match private_key.decrypt(self.padding, &edk.ciphertext) {
+                Some(plain) if plain.len() == key_len => {
+                    materials.set_data_key(DataKey::from_bytes(&plain))?;
+                    return Ok(materials);
+                }
+                Some(plain) => attempts.record(
+                    i,
+                    edk,
+                    format!("failed: unwrapped {} bytes, expected {key_len}", plain.len()),
+                    false,
+                ),
+                None => attempts.record(i, edk, "failed: RSA decryption failed (wrong private key or padding)", false),
+            }
+        }
+        Err(attempts.into_error())
+    }
+}

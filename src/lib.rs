@@ -1,0 +1,49 @@
+//! A fast, strict implementation of the AWS Encryption SDK (ESDK) message format.
+//!
+//! Messages written here decrypt with the official SDKs and vice versa: message format v1 and v2,
+//! all eleven ESDK algorithm suites on decrypt, key commitment (0x0478, 0x0578) on encrypt, raw
+//! AES and raw RSA keyrings, multi-keyrings, the default and required-encryption-context
+//! materials managers.
+//!
+//! ```
+//! use esdk::{Client, DefaultCmm, EncryptionContext, RawAesKeyring};
+//!
+//! let keyring = RawAesKeyring::new("my-namespace", "my-key", &[7u8; 32])?;
+//! let cmm = DefaultCmm::new(keyring);
+//! let client = Client::new();
+//! let context: EncryptionContext = [("purpose", "example")].into_iter().collect();
+//!
+//! let message = client.encrypt_blocking(&cmm, b"hello", &context)?;
+//! let decrypted = client.decrypt_blocking(&cmm, &message, Some(&context))?;
+//! assert_eq!(decrypted.plaintext, b"hello");
+//! # Ok::<(), esdk::Error>(())
+//! ```
+//!
+//! Crypto backends are chosen at build time (features `aws-lc-rs`, the default, and `rustcrypto`);
+//! see [`crypto`] for which to use for RSA decryption and why.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod cmm;
+pub mod context;
+pub mod crypto;
+mod decryptor;
+mod encryptor;
+pub mod error;
+pub mod format;
+pub mod keyring;
+pub mod materials;
+pub mod policy;
+pub mod suite;
+
+pub use client::{Client, ClientBuilder, Decrypted, DEFAULT_FRAME_LENGTH};
+pub use cmm::{DefaultCmm, MaterialsManager, RequiredEncryptionContextCmm};
+pub use context::EncryptionContext;
+pub use crypto::{Backend, RsaPadding};
+pub use error::{Error, ErrorKind, Result};
+pub use format::{ContentType, HeaderLimits, MessageHeader};
+pub use keyring::{Keyring, MultiKeyring, RawAesKeyring, RawRsaKeyring};
+pub use materials::{DataKey, EncryptedDataKey};
+pub use policy::CommitmentPolicy;
+pub use suite::AlgorithmSuite;
