@@ -89,6 +89,16 @@ impl MessageHeader {
         self.commitment.as_ref()
     }
 
+    /// Parses the header at the start of `message` without any key, returning it and the
+    /// header's length in bytes (body and authentication fields).
+    ///
+    /// Nothing here is authenticated: use it to route or inspect messages (suite, message id,
+    /// encryption context, EDK key ids), never to trust their contents.
+    pub fn parse(message: &[u8], limits: &HeaderLimits) -> Result<(Self, usize)> {
+        let parsed = parse(message, limits)?;
+        Ok((parsed.header, parsed.total_len))
+    }
+
     /// Exact length of the serialized header body (without the authentication fields).
     pub fn body_len(&self) -> usize {
         let v = self.version();

@@ -1,0 +1,44 @@
+//! Runs the official decrypt vectors (directory from `ESDK_TEST_VECTORS`, default
+//! `../shared/vectors`) with every crypto backend this build enables, and checks the HKDF
+//! known answers published with the commitment KATs.
+
+#[path = "../examples/vectors/runner.rs"]
+mod runner;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use esdk::Backend;
+
+fn vectors_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("ESDK_TEST_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
+    if dir.join("manifest.json").is_file() {
+        return Some(dir);
+    }
+    let msg = format!(
+        "test vectors not found at {} (set ESDK_TEST_VECTORS to the directory holding manifest.json)",
+        dir.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}");
+    }
+    eprintln!("NOTICE: NOT RUN: {msg}");
+    None
+}
+
+#[test]
+fn official_decrypt_vectors_pass_on_every_backend() {
+    let Some(dir) = vectors_dir() else { return };
+    let mut summaries = BTreeMap::new();
+    for &backend in Backend::all() {
+        let summary = runner::run(&dir, backend, None).expect("manifest loads");
+        assert!(summary.passed > 0, "no vectors ran for {}", backend.name());
+        summaries.insert(backend.name(), summary);
+    }
+    let report = runner::render(&summaries, false);
+    println!("{report}");
+    let failed: usize = summaries.values().map(|s| s.failed).sum();
+    assert_eq!(failed, 0, "{report}");
+}
