@@ -71,7 +71,13 @@ fn client_for(suite: AlgorithmSuite, frame_length: u32, backend: Backend) -> Cli
     } else {
         CommitmentPolicy::ForbidEncryptAllowDecrypt
     };
-    Client::builder().commitment_policy(policy).suite(suite).frame_length(frame_length).backend(backend).build().unwrap()
+    Client::builder()
+        .commitment_policy(policy)
+        .suite(suite)
+        .frame_length(frame_length)
+        .backend(backend)
+        .build()
+        .unwrap()
 }
 
 proptest! {
@@ -139,7 +145,12 @@ fn client_bound(client: &Client, message: &[u8], plaintext_len: usize) -> u64 {
 fn every_single_bit_flip_of_small_messages_is_rejected() {
     // Exhaustive over all bit positions, one message per encrypt suite.
     let backend = Backend::default();
-    for suite in [AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384, AlgorithmSuite::Aes128GcmIv12Tag16HkdfSha256EcdsaP256, AlgorithmSuite::Aes192GcmIv12Tag16NoKdf] {
+    for suite in [
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
+        AlgorithmSuite::Aes128GcmIv12Tag16HkdfSha256EcdsaP256,
+        AlgorithmSuite::Aes192GcmIv12Tag16NoKdf,
+    ] {
         let cmm = DefaultCmm::new(aes(32, backend));
         let client = client_for(suite, 7, backend);
         let ec: EncryptionContext = [("tenant", "a")].into_iter().collect();

@@ -3,6 +3,7 @@
 //! known answers published with the commitment KATs.
 
 #[path = "../examples/vectors/runner.rs"]
+#[allow(dead_code)]
 mod runner;
 
 use std::collections::BTreeMap;

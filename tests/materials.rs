@@ -1,0 +1,133 @@
+//! Commitment policy, CMMs and keyring composition through the public API.
+
+use std::sync::Arc;
+
+use esdk::{
+    AlgorithmSuite, Client, CommitmentPolicy, DefaultCmm, EncryptionContext, ErrorKind, Keyring, MaterialsManager,
+    MultiKeyring, RawAesKeyring, RawRsaKeyring, RequiredEncryptionContextCmm, RsaPadding,
+};
+
+const RSA_PRIVATE: &str = include_str!("data/rsa-2048-private.pem");
+const RSA_PUBLIC: &str = include_str!("data/rsa-2048-public.pem");
+
+fn aes(name: &str, byte: u8) -> Arc<dyn Keyring> {
+    Arc::new(RawAesKeyring::new("ns", name, &[byte; 32]).unwrap())
+}
+
+fn ec(pairs: &[(&str, &str)]) -> EncryptionContext {
+    pairs.iter().copied().collect()
+}
+
+#[test]
+fn policy_is_checked_on_encrypt_and_decrypt() {
+    let legacy = AlgorithmSuite::Aes256GcmIv12Tag16HkdfSha384EcdsaP384;
+    let err = Client::builder().suite(legacy).build().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CommitmentPolicy);
+    let err = Client::builder()
+        .commitment_policy(CommitmentPolicy::ForbidEncryptAllowDecrypt)
+        .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CommitmentPolicy);
+
+    let cmm = DefaultCmm::from_arc(aes("k", 1));
+    let forbid = Client::builder().commitment_policy(CommitmentPolicy::ForbidEncryptAllowDecrypt).build().unwrap();
+    let m = forbid.encrypt_blocking(&cmm, b"legacy", &EncryptionContext::new()).unwrap();
+    // The spec's default under FORBID_ENCRYPT_ALLOW_DECRYPT.
+    assert_eq!(m[0..4], [0x01, 0x80, 0x00, 0x78]);
+    let err = Client::new().decrypt_blocking(&cmm, &m, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CommitmentPolicy);
+    let allow = Client::builder().commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt).build().unwrap();
+    assert_eq!(allow.decrypt_blocking(&cmm, &m, None).unwrap().plaintext, b"legacy");
+}
+
+#[test]
+fn default_suite_is_0578_and_unsigned_only_refuses_it() {
+    let cmm = DefaultCmm::from_arc(aes("k", 1));
+    let m = Client::new().encrypt_blocking(&cmm, b"x", &EncryptionContext::new()).unwrap();
+    assert_eq!(m[0..3], [0x02, 0x05, 0x78]);
+    let err = Client::new().decrypt_unsigned_only_blocking(&cmm, &m, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SignedNotAllowed);
+    let unsigned = Client::builder().suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey).build().unwrap();
+    let m = unsigned.encrypt_blocking(&cmm, b"x", &EncryptionContext::new()).unwrap();
+    assert_eq!(Client::new().decrypt_unsigned_only_blocking(&cmm, &m, None).unwrap().plaintext, b"x");
+}
+
+#[test]
+fn expected_context_must_match() {
+    let cmm = DefaultCmm::from_arc(aes("k", 1));
+    let m = Client::new().encrypt_blocking(&cmm, b"x", &ec(&[("tenant", "a")])).unwrap();
+    let err = Client::new().decrypt_blocking(&cmm, &m, Some(&ec(&[("tenant", "b")]))).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::EncryptionContextMismatch);
+    assert!(err.to_string().contains("tenant"));
+    // A key that was never authenticated makes header authentication (or the unwrap) fail.
+    let err = Client::new().decrypt_blocking(&cmm, &m, Some(&ec(&[("tenant", "a"), ("extra", "1")]))).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::HeaderAuthentication | ErrorKind::NoDecryptableDataKey));
+}
+
+#[test]
+fn required_context_is_authenticated_but_not_stored() {
+    let inner: Arc<dyn MaterialsManager> = Arc::new(DefaultCmm::from_arc(aes("k", 1)));
+    let cmm = RequiredEncryptionContextCmm::new(inner, ["secret-ish"]).unwrap();
+    let client = Client::new();
+    let full = ec(&[("secret-ish", "v"), ("public", "p")]);
+    let m = client.encrypt_blocking(&cmm, b"payload", &full).unwrap();
+    let (header, _) = esdk::MessageHeader::parse(&m, &esdk::HeaderLimits::default()).unwrap();
+    assert!(header.encryption_context().get("secret-ish").is_none());
+    assert_eq!(header.encryption_context().get("public"), Some("p"));
+
+    let out = client.decrypt_blocking(&cmm, &m, Some(&ec(&[("secret-ish", "v")]))).unwrap();
+    assert_eq!(out.plaintext, b"payload");
+    assert_eq!(out.encryption_context.get("secret-ish"), Some("v"));
+    // Missing: refused by the CMM. Wrong value: header authentication (or unwrap) fails.
+    assert_eq!(client.decrypt_blocking(&cmm, &m, None).unwrap_err().kind(), ErrorKind::EncryptionContextMismatch);
+    let err = client.decrypt_blocking(&cmm, &m, Some(&ec(&[("secret-ish", "w")]))).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::HeaderAuthentication | ErrorKind::NoDecryptableDataKey));
+    // Encrypting without the required key is refused.
+    let err = client.encrypt_blocking(&cmm, b"x", &ec(&[("public", "p")])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidEncryptionContext);
+}
+
+#[test]
+fn rsa_public_only_encrypts_private_only_decrypts() {
+    let public =
+        RawRsaKeyring::new("rsa", "k", RsaPadding::OaepSha256).unwrap().with_public_key_pem(RSA_PUBLIC).unwrap();
+    let private =
+        RawRsaKeyring::new("rsa", "k", RsaPadding::OaepSha256).unwrap().with_private_key_pem(RSA_PRIVATE).unwrap();
+    let enc = DefaultCmm::new(public);
+    let dec = DefaultCmm::new(private);
+    let m = Client::new().encrypt_blocking(&enc, b"rsa", &EncryptionContext::new()).unwrap();
+    assert_eq!(Client::new().decrypt_blocking(&dec, &m, None).unwrap().plaintext, b"rsa");
+    let err = Client::new().decrypt_blocking(&enc, &m, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NoDecryptableDataKey);
+    assert!(err.to_string().contains("only a public key"), "{err}");
+    assert!(Client::new().encrypt_blocking(&dec, b"x", &EncryptionContext::new()).is_err());
+    // Wrong padding on decrypt is a failed unwrap, not a panic.
+    let wrong = RawRsaKeyring::new("rsa", "k", RsaPadding::Pkcs1).unwrap().with_private_key_pem(RSA_PRIVATE).unwrap();
+    assert_eq!(
+        Client::new().decrypt_blocking(&DefaultCmm::new(wrong), &m, None).unwrap_err().kind(),
+        ErrorKind::NoDecryptableDataKey
+    );
+}
+
+#[test]
+fn multi_keyring_wraps_under_all_and_unwraps_with_any() {
+    let multi = MultiKeyring::new(Some(aes("a", 1)), vec![aes("b", 2), aes("c", 3)]).unwrap();
+    let m = Client::new().encrypt_blocking(&DefaultCmm::new(multi), b"m", &EncryptionContext::new()).unwrap();
+    let (header, _) = esdk::MessageHeader::parse(&m, &esdk::HeaderLimits::default()).unwrap();
+    assert_eq!(header.encrypted_data_keys().len(), 3);
+    for (name, byte) in [("a", 1), ("b", 2), ("c", 3)] {
+        let out = Client::new().decrypt_blocking(&DefaultCmm::from_arc(aes(name, byte)), &m, None).unwrap();
+        assert_eq!(out.plaintext, b"m");
+    }
+    // A multi-keyring whose members all fail reports every attempt.
+    let none = MultiKeyring::new(None, vec![aes("x", 9), aes("y", 9)]).unwrap();
+    let err = Client::new().decrypt_blocking(&DefaultCmm::new(none), &m, None).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("ns/x") && text.contains("ns/y") && text.contains("3 EDK(s) present"), "{text}");
+    // max_encrypted_data_keys applies to encrypt and decrypt.
+    let strict = Client::builder().max_encrypted_data_keys(2).build().unwrap();
+    let err = strict.decrypt_blocking(&DefaultCmm::from_arc(aes("a", 1)), &m, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooManyEncryptedDataKeys);
+    assert!(MultiKeyring::new(None, vec![]).is_err());
+}
