@@ -201,6 +201,22 @@ impl fmt::Debug for VerificationKey {
     }
 }
 
+/// Puts `key` into an empty slot after checking its length against `suite`.
+fn install_data_key(slot: &mut Option<DataKey>, suite: AlgorithmSuite, key: DataKey) -> Result<()> {
+    if slot.is_some() {
+        return Err(Error::InvalidMaterials("a plaintext data key is already present".into()));
+    }
+    if key.len() != suite.data_key_len() {
+        return Err(Error::InvalidMaterials(format!(
+            "data key is {} bytes, suite {suite} needs {}",
+            key.len(),
+            suite.data_key_len()
+        )));
+    }
+    *slot = Some(key);
+    Ok(())
+}
+
 /// Materials for encrypting one message (spec `framework/structures.md`).
 #[derive(Debug)]
 pub struct EncryptionMaterials {
@@ -263,19 +279,16 @@ impl EncryptionMaterials {
 
     /// Sets the plaintext data key; fails if one is already present or its length is wrong.
     pub fn set_data_key(&mut self, key: DataKey) -> Result<()> {
-        if self.data_key.is_some() {
-            return Err(Error::InvalidMaterials("a plaintext data key is already present".into()));
+        install_data_key(&mut self.data_key, self.suite, key)
+    }
+
+    /// The data key, generated from the operating system's random source if absent
+    /// (keyring OnEncrypt, `framework/keyring-interface.md`).
+    pub fn data_key_or_generate(&mut self) -> Result<&DataKey> {
+        if self.data_key.is_none() {
+            self.data_key = Some(DataKey::generate(self.suite.data_key_len())?);
         }
-        if key.len() != self.suite.data_key_len() {
-            return Err(Error::InvalidMaterials(format!(
-                "data key is {} bytes, suite {} needs {}",
-                key.len(),
-                self.suite,
-                self.suite.data_key_len()
-            )));
-        }
-        self.data_key = Some(key);
-        Ok(())
+        self.data_key.as_ref().ok_or(Error::Crypto("data key generation failed"))
     }
 
     /// Adds an encrypted data key.
@@ -358,19 +371,7 @@ impl DecryptionMaterials {
 
     /// Sets the plaintext data key; fails if one is already present or its length is wrong.
     pub fn set_data_key(&mut self, key: DataKey) -> Result<()> {
-        if self.data_key.is_some() {
-            return Err(Error::InvalidMaterials("a plaintext data key is already present".into()));
-        }
-        if key.len() != self.suite.data_key_len() {
-            return Err(Error::InvalidMaterials(format!(
-                "data key is {} bytes, suite {} needs {}",
-                key.len(),
-                self.suite,
-                self.suite.data_key_len()
-            )));
-        }
-        self.data_key = Some(key);
-        Ok(())
+        install_data_key(&mut self.data_key, self.suite, key)
     }
 
     /// Sets the verification key.

@@ -86,13 +86,10 @@ impl fmt::Debug for RawAesKeyring {
 #[async_trait]
 impl Keyring for RawAesKeyring {
     async fn on_encrypt(&self, mut materials: EncryptionMaterials) -> Result<EncryptionMaterials> {
-        if materials.data_key().is_none() {
-            materials.set_data_key(DataKey::generate(materials.suite().data_key_len())?)?;
-        }
         let aad = materials.encryption_context().to_bytes()?;
         let mut iv = [0u8; 12];
         crypto::fill_random(&mut iv)?;
-        let data_key = materials.data_key().map(DataKey::expose_secret).unwrap_or_default();
+        let data_key = materials.data_key_or_generate()?.expose_secret();
         let mut ciphertext = Vec::with_capacity(data_key.len() + 16);
         ciphertext.extend_from_slice(data_key);
         let tag = self.key.seal_in_place(&iv, &aad, &mut ciphertext)?;

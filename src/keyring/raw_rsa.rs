@@ -100,10 +100,7 @@ impl Keyring for RawRsaKeyring {
                 retryable: false,
             });
         };
-        if materials.data_key().is_none() {
-            materials.set_data_key(DataKey::generate(materials.suite().data_key_len())?)?;
-        }
-        let data_key = materials.data_key().map(DataKey::expose_secret).unwrap_or_default();
+        let data_key = materials.data_key_or_generate()?.expose_secret();
         let ciphertext = public_key.encrypt(self.padding, data_key)?;
         materials.add_encrypted_data_key(EncryptedDataKey {
             provider_id: self.namespace.clone(),
