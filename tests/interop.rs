@@ -3,7 +3,7 @@
 //! lengths 1 B .. 1 MiB, empty and non-empty contexts, each backend) decrypt in Python, and
 //! messages Python writes (including non-framed ones) decrypt here.
 //!
-//! `scripts/test` installs the Python ESDK into `.venv-interop` and sets `ESDK_INTEROP_PYTHON`.
+//! `scripts/test` installs the Python ESDK into `.venv-test` and sets `ESDK_INTEROP_PYTHON`.
 //! Without it the test fails under `CI=true` and prints a NOT RUN notice otherwise.
 
 #[path = "../examples/vectors/runner.rs"]
@@ -29,7 +29,7 @@ fn python() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("ESDK_INTEROP_PYTHON") {
         return Some(PathBuf::from(p));
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-interop/bin/python");
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/python");
     if venv.is_file() {
         return Some(venv);
     }

@@ -8,6 +8,8 @@ use async_trait::async_trait;
 use crate::error::{EdkAttempt, Error, Result, UnwrapReport};
 use crate::materials::{DecryptionMaterials, EncryptedDataKey, EncryptionMaterials};
 
+#[cfg(feature = "kms")]
+pub mod kms;
 mod multi;
 mod raw_aes;
 mod raw_rsa;

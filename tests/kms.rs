@@ -1,0 +1,221 @@
+//! KMS keyrings against the local AWS endpoint (moto, started by `scripts/test`), through the
+//! real `aws-sdk-kms` client, in two Regions.
+//!
+//! Every test creates its own keys. Tests that read the endpoint's call counters or inject faults
+//! use Regions no other test uses, so they can run in parallel.
+#![cfg(feature = "kms")]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::aws::{self, Counting, Endpoint};
+use esdk::keyring::kms::{
+    mrk_multi_keyring, strict_multi_keyring, AwsSdkClientSupplier, ClientSupplier, DiscoveryFilter,
+    KmsDiscoveryKeyring, KmsKeyring, KmsMrkDiscoveryKeyring, KmsMrkKeyring,
+};
+use esdk::{Client, DefaultCmm, EncryptionContext, ErrorKind, Keyring, MultiKeyring, RawAesKeyring};
+
+fn ec() -> EncryptionContext {
+    [("stream", "orders"), ("commit-ts", "2022-07-18T20:00:00")].into_iter().collect()
+}
+
+async fn encrypt(keyring: impl Keyring + 'static, plaintext: &[u8]) -> Vec<u8> {
+    Client::new().encrypt(&DefaultCmm::new(keyring), plaintext, &ec()).await.unwrap()
+}
+
+async fn decrypt(keyring: impl Keyring + 'static, message: &[u8]) -> esdk::Result<Vec<u8>> {
+    Client::new().decrypt(&DefaultCmm::new(keyring), message, Some(&ec())).await.map(|d| d.plaintext)
+}
+
+#[tokio::test]
+async fn mrk_encrypted_in_a_decrypts_in_b_with_only_the_replica_and_back() {
+    let Some(env) = Endpoint::from_env() else { return };
+    let (a, b) = env.create_mrk("us-east-1", "us-west-2").await;
+    let kms_a = Counting::new(env.kms("us-east-1"));
+    let kms_b = Counting::new(env.kms("us-west-2"));
+
+    let message = encrypt(KmsMrkKeyring::new(&a, kms_a.clone()).unwrap(), b"record in A").await;
+    assert_eq!(kms_a.calls(), vec![("GenerateDataKey".to_owned(), a.clone())]);
+    let before_a = kms_a.calls().len();
+    let plain = decrypt(KmsMrkKeyring::new(&b, kms_b.clone()).unwrap(), &message).await.unwrap();
+    assert_eq!(plain, b"record in A");
+    assert_eq!(kms_b.calls(), vec![("Decrypt".to_owned(), b.clone())], "B must call only its own replica");
+    assert_eq!(kms_a.calls().len(), before_a, "a consumer in B must not call Region A");
+
+    // The reverse: encrypted in B, decrypted in A.
+    let message = encrypt(KmsMrkKeyring::new(&b, kms_b.clone()).unwrap(), b"record in B").await;
+    let plain = decrypt(KmsMrkKeyring::new(&a, kms_a.clone()).unwrap(), &message).await.unwrap();
+    assert_eq!(plain, b"record in B");
+    assert_eq!(kms_a.calls().last().unwrap(), &("Decrypt".to_owned(), a.clone()));
+
+    // MRK-aware discovery bound to B rewrites the A ARN to B and calls B.
+    let message = encrypt(KmsMrkKeyring::new(&a, kms_a.clone()).unwrap(), b"discover me").await;
+    let filter = DiscoveryFilter::new("aws", [aws::ACCOUNT]).unwrap();
+    let discovery = KmsMrkDiscoveryKeyring::new(kms_b.clone(), "us-west-2", Some(filter)).unwrap();
+    assert_eq!(decrypt(discovery, &message).await.unwrap(), b"discover me");
+    assert_eq!(kms_b.calls().last().unwrap(), &("Decrypt".to_owned(), b.clone()));
+}
+
+#[tokio::test]
+async fn edk_under_a_key_that_is_not_allow_listed_is_refused_without_any_kms_call() {
+    let Some(env) = Endpoint::from_env() else { return };
+    // Regions used by this test only, so the endpoint's per-Region counters are ours.
+    let (a, b) = env.create_mrk("ap-southeast-1", "ap-northeast-1").await;
+    let unrelated = env.create_key("ap-northeast-1").await;
+    let message = encrypt(KmsMrkKeyring::new(&a, env.kms("ap-southeast-1")).unwrap(), b"x").await;
+
+    let kms_b = Counting::new(env.kms("ap-northeast-1"));
+    let err = decrypt(KmsMrkKeyring::new(&unrelated, kms_b.clone()).unwrap(), &message).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NoDecryptableDataKey);
+    assert!(!err.is_retryable());
+    let text = err.to_string();
+    assert!(text.contains(&a), "the error names the EDK's key ARN: {text}");
+    assert!(text.contains(&unrelated), "the error names the allow-list: {text}");
+    assert!(text.contains("not allow-listed"), "{text}");
+
+    // A strict (non-MRK-aware) keyring listing the B replica does not match the A ARN either.
+    let err = decrypt(KmsKeyring::new(&b, kms_b.clone()).unwrap(), &message).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NoDecryptableDataKey);
+
+    assert!(kms_b.calls().is_empty(), "no KMS call for EDKs outside the allow-list: {:?}", kms_b.calls());
+    let stats = env.stats().await;
+    assert_eq!(stats.get("ap-northeast-1:TrentService.Decrypt"), None, "endpoint saw a Decrypt: {stats:?}");
+    assert_eq!(stats.get("ap-southeast-1:TrentService.GenerateDataKey"), Some(&1), "counters work: {stats:?}");
+}
+
+#[tokio::test]
+async fn discovery_filter_refuses_other_accounts_and_partitions() {
+    let Some(env) = Endpoint::from_env() else { return };
+    let key = env.create_key("eu-west-3").await;
+    let message = encrypt(KmsKeyring::new(&key, env.kms("eu-west-3")).unwrap(), b"x").await;
+    let kms = Counting::new(env.kms("eu-west-3"));
+    for (partition, account, why) in
+        [("aws", "999999999999", "not in the discovery filter"), ("aws-cn", aws::ACCOUNT, "partition aws")]
+    {
+        let filter = DiscoveryFilter::new(partition, [account]).unwrap();
+        let err = decrypt(KmsDiscoveryKeyring::with_filter(kms.clone(), filter), &message).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NoDecryptableDataKey);
+        assert!(err.to_string().contains(why), "{err}");
+    }
+    assert!(kms.calls().is_empty());
+    let filter = DiscoveryFilter::new("aws", [aws::ACCOUNT]).unwrap();
+    assert_eq!(decrypt(KmsDiscoveryKeyring::with_filter(kms.clone(), filter), &message).await.unwrap(), b"x");
+    assert_eq!(kms.calls(), vec![("Decrypt".to_owned(), key)]);
+    // Discovery keyrings cannot encrypt.
+    let err =
+        Client::new().encrypt(&DefaultCmm::new(KmsDiscoveryKeyring::new(kms.clone())), b"x", &ec()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Keyring);
+}
+
+#[tokio::test]
+async fn disabled_and_pending_deletion_keys_fail_permanently_with_the_kms_code() {
+    let Some(env) = Endpoint::from_env() else { return };
+    let disabled = env.create_key("ca-central-1").await;
+    let pending = env.create_key("ca-central-1").await;
+    let kms = env.kms("ca-central-1");
+    let m1 = encrypt(KmsKeyring::new(&disabled, kms.clone()).unwrap(), b"1").await;
+    let m2 = encrypt(KmsKeyring::new(&pending, kms.clone()).unwrap(), b"2").await;
+    env.disable_key("ca-central-1", &disabled).await;
+    env.schedule_deletion("ca-central-1", &pending).await;
+    for (key, message, code) in [(&disabled, &m1, "DisabledException"), (&pending, &m2, "KMSInvalidStateException")] {
+        let err = decrypt(KmsKeyring::new(key, kms.clone()).unwrap(), message).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NoDecryptableDataKey);
+        assert!(!err.is_retryable(), "{err}");
+        let text = err.to_string();
+        assert!(text.contains(code) && text.contains("permanent"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn throttling_is_retried_and_reported_as_transient_when_it_persists() {
+    let Some(env) = Endpoint::from_env() else { return };
+    let key = env.create_key("eu-west-1").await;
+    let kms = env.kms("eu-west-1");
+    let message = encrypt(KmsKeyring::new(&key, kms.clone()).unwrap(), b"retry me").await;
+
+    // Two throttles, then success: the SDK's standard retry (3 attempts) absorbs them.
+    env.inject_fault("Decrypt", "eu-west-1", 2, "ThrottlingException").await;
+    assert_eq!(decrypt(KmsKeyring::new(&key, kms.clone()).unwrap(), &message).await.unwrap(), b"retry me");
+
+    // Throttled beyond the retries: a clear transient error.
+    env.inject_fault("Decrypt", "eu-west-1", 10, "ThrottlingException").await;
+    let err = decrypt(KmsKeyring::new(&key, kms.clone()).unwrap(), &message).await.unwrap_err();
+    env.clear_faults().await;
+    assert_eq!(err.kind(), ErrorKind::NoDecryptableDataKey);
+    assert!(err.is_retryable(), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("ThrottlingException") && text.contains("transient"), "{text}");
+
+    // Throttled GenerateDataKey on encrypt is transient too.
+    env.inject_fault("GenerateDataKey", "eu-west-1", 10, "ThrottlingException").await;
+    let err = Client::new()
+        .encrypt(&DefaultCmm::new(KmsKeyring::new(&key, kms.clone()).unwrap()), b"x", &ec())
+        .await
+        .unwrap_err();
+    env.clear_faults().await;
+    assert_eq!(err.kind(), ErrorKind::Keyring);
+    assert!(err.is_retryable(), "{err}");
+}
+
+#[tokio::test]
+async fn encryption_context_mismatch_is_refused_before_kms() {
+    let Some(env) = Endpoint::from_env() else { return };
+    let key = env.create_key("us-east-2").await;
+    let kms = Counting::new(env.kms("us-east-2"));
+    let message = encrypt(KmsKeyring::new(&key, kms.clone()).unwrap(), b"x").await;
+    let calls = kms.calls().len();
+    let wrong: EncryptionContext = [("stream", "payments")].into_iter().collect();
+    let err = Client::new()
+        .decrypt(&DefaultCmm::new(KmsKeyring::new(&key, kms.clone()).unwrap()), &message, Some(&wrong))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::EncryptionContextMismatch);
+    assert_eq!(kms.calls().len(), calls);
+}
+
+#[tokio::test]
+async fn aliases_encrypt_but_are_refused_for_decrypt() {
+    let Some(env) = Endpoint::from_env() else { return };
+    let key = env.create_key("us-east-2").await;
+    let alias = format!("alias/esdk-test-{}", &key[key.len() - 12..]);
+    env.create_alias("us-east-2", &alias, &key).await;
+    let kms = env.kms("us-east-2");
+    let message = encrypt(KmsKeyring::new(&alias, kms.clone()).unwrap(), b"via alias").await;
+    let (header, _) = esdk::MessageHeader::parse(&message, &Default::default()).unwrap();
+    assert_eq!(header.encrypted_data_keys()[0].provider_info, key.as_bytes(), "the EDK records the key ARN");
+    let err = decrypt(KmsKeyring::new(&alias, kms.clone()).unwrap(), &message).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    assert!(err.to_string().contains("configure the key ARN"), "{err}");
+    assert_eq!(decrypt(KmsKeyring::new(&key, kms).unwrap(), &message).await.unwrap(), b"via alias");
+}
+
+#[tokio::test]
+async fn multi_keyrings_compose_kms_and_raw_keys_and_refuse_duplicate_mrks() {
+    let Some(env) = Endpoint::from_env() else { return };
+    let (a, b) = env.create_mrk("us-east-1", "us-west-2").await;
+    let supplier = AwsSdkClientSupplier::from_sdk_config(env.sdk_config("us-east-1"));
+    let err = mrk_multi_keyring(Some(&a), &[&b], &supplier, &[]).unwrap_err();
+    assert!(err.to_string().contains("same multi-Region key"), "{err}");
+    assert!(strict_multi_keyring(Some(&a), &[&b], &supplier, &[]).is_err());
+
+    let raw: Arc<dyn Keyring> = Arc::new(RawAesKeyring::new("backup", "raw", &[3u8; 32]).unwrap());
+    let kms_a = Counting::new(supplier.client("us-east-1").unwrap());
+    let multi =
+        MultiKeyring::new(Some(Arc::new(KmsMrkKeyring::new(&a, kms_a.clone()).unwrap())), vec![raw.clone()]).unwrap();
+    let message = encrypt(multi, b"two ways in").await;
+    assert_eq!(decrypt(raw, &message).await.unwrap(), b"two ways in");
+    let from_b = mrk_multi_keyring(None, &[&b], &supplier, &[]).unwrap();
+    assert_eq!(decrypt(from_b, &message).await.unwrap(), b"two ways in");
+}
+
+#[test]
+fn blocking_api_works_with_kms_outside_any_runtime() {
+    let Some(env) = Endpoint::from_env() else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (key, kms) = rt.block_on(async { (env.create_key("sa-east-1").await, env.kms("sa-east-1")) });
+    drop(rt);
+    let cmm = DefaultCmm::new(KmsKeyring::new(&key, kms).unwrap());
+    let message = Client::new().encrypt_blocking(&cmm, b"sync", &ec()).unwrap();
+    assert_eq!(Client::new().decrypt_blocking(&cmm, &message, None).unwrap().plaintext, b"sync");
+}
