@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """Interoperability driver for the official Python ESDK (aws-encryption-sdk 4.0.7).
 
-  esdk_python.py decrypt DIR   decrypt every test of the awses-decrypt manifest in DIR
-  esdk_python.py encrypt DIR   write messages + an awses-decrypt manifest into DIR
+  esdk_python.py decrypt DIR                 decrypt every test of the awses-decrypt manifest in DIR
+  esdk_python.py encrypt DIR                 write raw-key messages + an awses-decrypt manifest into DIR
+  esdk_python.py encrypt-kms DIR ARN DEC_ARN encrypt under KMS key ARN; the manifest decrypts with DEC_ARN
+                                             (MRK-aware, e.g. the replica in another Region)
+
+KMS keys go through the standard boto3 environment (AWS_ENDPOINT_URL, AWS_REGION, credentials).
 
 Both directions use the manifest format of the official test vectors, with raw AES and raw RSA
 keys (the legacy RawMasterKey provider, which writes the same EDK layout as the raw keyrings).
@@ -17,6 +21,10 @@ import aws_encryption_sdk
 from aws_encryption_sdk import CommitmentPolicy
 from aws_encryption_sdk.identifiers import Algorithm, EncryptionKeyType, WrappingAlgorithm
 from aws_encryption_sdk.internal.crypto.wrapping_keys import WrappingKey
+from aws_encryption_sdk.key_providers.kms import (
+    MRKAwareStrictAwsKmsMasterKeyProvider,
+    StrictAwsKmsMasterKeyProvider,
+)
 from aws_encryption_sdk.key_providers.raw import RawMasterKey
 
 AES = {
@@ -46,6 +54,10 @@ def resolve(base, uri):
 
 def master_key(keys, mk):
     key = keys[mk["key"]]
+    if mk["type"] == "aws-kms":
+        return StrictAwsKmsMasterKeyProvider(key_ids=[key["key-id"]])
+    if mk["type"] == "aws-kms-mrk-aware":
+        return MRKAwareStrictAwsKmsMasterKeyProvider(key_ids=[key["key-id"]])
     if mk["encryption-algorithm"] == "aes":
         material = base64.b64decode(key["material"])
         wrapping = WrappingKey(wrapping_algorithm=AES[len(material)], wrapping_key=material,
@@ -168,7 +180,39 @@ def encrypt(base):
     return 0
 
 
+def encrypt_kms(base, arn, decrypt_arn):
+    os.makedirs(os.path.join(base, "ciphertexts"), exist_ok=True)
+    os.makedirs(os.path.join(base, "plaintexts"), exist_ok=True)
+    keys = {"enc": {"type": "aws-kms", "key-id": arn}, "dec": {"type": "aws-kms", "key-id": decrypt_arn}}
+    plaintexts = {"empty": b"", "record": b'{"Key": 12349999, "CommitTimestamp": "2022-07-18T20:00:00"}',
+                  "mid": bytes(i % 251 for i in range(20000))}
+    for pname, data in plaintexts.items():
+        with open(os.path.join(base, "plaintexts", pname), "wb") as f:
+            f.write(data)
+    client = aws_encryption_sdk.EncryptionSDKClient(commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT)
+    tests = {}
+    for suite in [Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY, Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384]:
+        for pname, frame in [("empty", 4096), ("record", 4096), ("mid", 1024)]:
+            ct, _ = client.encrypt(source=plaintexts[pname], key_provider=master_key(keys, {"type": "aws-kms-mrk-aware", "key": "enc"}),
+                                   encryption_context={"stream": "orders"}, algorithm=suite, frame_length=frame)
+            name = "py-kms-%04X-%s" % (suite.algorithm_id, pname)
+            with open(os.path.join(base, "ciphertexts", name), "wb") as f:
+                f.write(ct)
+            tests[name] = {"description": "Python ESDK 4.0.7 KMS", "ciphertext": "file://ciphertexts/" + name,
+                           "master-keys": [{"type": "aws-kms-mrk-aware", "key": "dec"}],
+                           "commitment-policy": "REQUIRE_ENCRYPT_REQUIRE_DECRYPT",
+                           "encryption-context": {"stream": "orders"},
+                           "result": {"output": {"plaintext": "file://plaintexts/" + pname}}}
+    with open(os.path.join(base, "keys.json"), "w") as f:
+        json.dump({"manifest": {"type": "keys", "version": 3}, "keys": keys}, f, indent=1)
+    with open(os.path.join(base, "manifest.json"), "w") as f:
+        json.dump({"manifest": {"type": "awses-decrypt", "version": 4}, "keys": "file://keys.json", "tests": tests}, f, indent=1)
+    print("wrote %d messages" % len(tests))
+    return 0
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("decrypt", "encrypt"):
+    verbs = {"decrypt": (decrypt, 3), "encrypt": (encrypt, 3), "encrypt-kms": (encrypt_kms, 5)}
+    if len(sys.argv) < 2 or sys.argv[1] not in verbs or len(sys.argv) != verbs[sys.argv[1]][1]:
         sys.exit(__doc__)
-    sys.exit({"decrypt": decrypt, "encrypt": encrypt}[sys.argv[1]](sys.argv[2]))
+    sys.exit(verbs[sys.argv[1]][0](*sys.argv[2:]))

@@ -6,13 +6,13 @@
 //! `scripts/test` installs the Python ESDK into `.venv-test` and sets `ESDK_INTEROP_PYTHON`.
 //! Without it the test fails under `CI=true` and prints a NOT RUN notice otherwise.
 
+mod common;
 #[path = "../examples/vectors/runner.rs"]
 #[allow(dead_code)]
 mod runner;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -24,26 +24,6 @@ use serde_json::{json, Value};
 
 const RSA_PRIVATE: &str = include_str!("data/rsa-2048-private.pem");
 const RSA_PUBLIC: &str = include_str!("data/rsa-2048-public.pem");
-
-fn python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ESDK_INTEROP_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/python");
-    if venv.is_file() {
-        return Some(venv);
-    }
-    let msg = "the official Python ESDK is not installed (run scripts/test, or set ESDK_INTEROP_PYTHON)";
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg}");
-    }
-    eprintln!("NOTICE: NOT RUN: interop with the Python ESDK: {msg}");
-    None
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("interop/esdk_python.py")
-}
 
 struct KeyringCase {
     name: &'static str,
@@ -238,20 +218,12 @@ fn write_our_messages(dir: &Path) -> usize {
     n
 }
 
-fn run_python(py: &Path, verb: &str, dir: &Path) -> String {
-    let out = Command::new(py).arg(script()).arg(verb).arg(dir).output().expect("run the Python interop driver");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "python {verb} failed:\n{stdout}\n{stderr}");
-    stdout
-}
-
 #[test]
 fn python_esdk_decrypts_our_messages() {
-    let Some(py) = python() else { return };
+    let Some(py) = common::interop_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let n = write_our_messages(dir.path());
-    let out = run_python(&py, "decrypt", dir.path());
+    let out = common::run_python(&py, &["decrypt", dir.path().to_str().unwrap()]);
     let last = out.lines().last().unwrap_or_default();
     assert_eq!(last, format!("{n} passed, 0 failed"), "{out}");
     // And we decrypt our own messages with the same manifest, on every backend.
@@ -263,9 +235,9 @@ fn python_esdk_decrypts_our_messages() {
 
 #[test]
 fn we_decrypt_python_esdk_messages() {
-    let Some(py) = python() else { return };
+    let Some(py) = common::interop_python() else { return };
     let dir = tempfile::tempdir().unwrap();
-    run_python(&py, "encrypt", dir.path());
+    common::run_python(&py, &["encrypt", dir.path().to_str().unwrap()]);
     for &backend in Backend::all() {
         let s = runner::run(dir.path(), backend, None).unwrap();
         assert!(s.passed >= 79, "only {} Python messages", s.passed);

@@ -6,6 +6,9 @@
 #![cfg(feature = "kms")]
 
 mod common;
+#[path = "../examples/vectors/runner.rs"]
+#[allow(dead_code)]
+mod runner;
 
 use std::sync::Arc;
 
@@ -218,4 +221,106 @@ fn blocking_api_works_with_kms_outside_any_runtime() {
     let cmm = DefaultCmm::new(KmsKeyring::new(&key, kms).unwrap());
     let message = Client::new().encrypt_blocking(&cmm, b"sync", &ec()).unwrap();
     assert_eq!(Client::new().decrypt_blocking(&cmm, &message, None).unwrap().plaintext, b"sync");
+}
+
+/// Messages written here under KMS keys decrypt in the official Python ESDK pointed at the same
+/// endpoint, and the reverse; both across Regions with MRK-aware keyrings on each side.
+#[test]
+fn python_esdk_interop_with_kms_multi_region_keys() {
+    let Some(env) = Endpoint::from_env() else { return };
+    let Some(py) = common::interop_python() else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (a, b) = rt.block_on(env.create_mrk("eu-north-1", "eu-south-1"));
+
+    // Ours → Python: encrypt in A, Python decrypts with only the B replica.
+    let dir = tempfile::tempdir().unwrap();
+    let mut tests = serde_json::Map::new();
+    std::fs::create_dir_all(dir.path().join("ciphertexts")).unwrap();
+    std::fs::create_dir_all(dir.path().join("plaintexts")).unwrap();
+    let kms_a = env.kms("eu-north-1");
+    for (i, (suite, frame, size)) in [
+        (esdk::AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 4096u32, 0usize),
+        (esdk::AlgorithmSuite::Aes256GcmHkdfSha512CommitKey, 1, 300),
+        (esdk::AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384, 4096, 20_000),
+        (esdk::AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384, 128, 1000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let plaintext: Vec<u8> = (0..size).map(|j| (j % 251) as u8).collect();
+        let client = Client::builder().suite(suite).frame_length(frame).build().unwrap();
+        let cmm = DefaultCmm::new(KmsMrkKeyring::new(&a, kms_a.clone()).unwrap());
+        let message = client.encrypt_blocking(&cmm, &plaintext, &ec()).unwrap();
+        let name = format!("rs-kms-{i}-{suite}-f{frame}");
+        std::fs::write(dir.path().join("ciphertexts").join(&name), message).unwrap();
+        std::fs::write(dir.path().join("plaintexts").join(&name), &plaintext).unwrap();
+        tests.insert(
+            name.clone(),
+            serde_json::json!({
+                "description": "esdk (Rust) KMS MRK",
+                "ciphertext": format!("file://ciphertexts/{name}"),
+                "master-keys": [{"type": "aws-kms-mrk-aware", "key": "replica"}],
+                "commitment-policy": "REQUIRE_ENCRYPT_REQUIRE_DECRYPT",
+                "encryption-context": {"stream": "orders"},
+                "result": {"output": {"plaintext": format!("file://plaintexts/{name}")}},
+            }),
+        );
+    }
+    let keys = serde_json::json!({"manifest": {"type": "keys", "version": 3},
+                                  "keys": {"replica": {"type": "aws-kms", "key-id": b}}});
+    std::fs::write(dir.path().join("keys.json"), keys.to_string()).unwrap();
+    let manifest = serde_json::json!({"manifest": {"type": "awses-decrypt", "version": 4},
+                                      "keys": "file://keys.json", "tests": tests});
+    std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
+    let out = common::run_python(&py, &["decrypt", dir.path().to_str().unwrap()]);
+    assert_eq!(out.lines().last().unwrap_or_default(), "4 passed, 0 failed", "{out}");
+
+    // Python → ours: Python encrypts under B, we decrypt with only the A replica.
+    let dir = tempfile::tempdir().unwrap();
+    common::run_python(&py, &["encrypt-kms", dir.path().to_str().unwrap(), &b, &a]);
+    let summary = runner::run(dir.path(), esdk::Backend::default(), None).unwrap();
+    assert_eq!((summary.passed, summary.failed), (6, 0), "{:?}", summary.failures);
+}
+
+/// An `aws-kms` EDK whose provider info is not a key ARN fails OnDecrypt (spec) without any KMS call.
+#[tokio::test]
+async fn malformed_kms_provider_info_fails_without_a_kms_call() {
+    #[derive(Debug)]
+    struct BogusKmsEdk;
+
+    #[async_trait::async_trait]
+    impl Keyring for BogusKmsEdk {
+        async fn on_encrypt(
+            &self,
+            mut m: esdk::materials::EncryptionMaterials,
+        ) -> esdk::Result<esdk::materials::EncryptionMaterials> {
+            m.data_key_or_generate()?;
+            m.add_encrypted_data_key(esdk::EncryptedDataKey {
+                provider_id: "aws-kms".into(),
+                provider_info: b"alias/not-a-key-arn".to_vec(),
+                ciphertext: vec![1; 16],
+            });
+            Ok(m)
+        }
+        async fn on_decrypt(
+            &self,
+            _: esdk::materials::DecryptionMaterials,
+            _: &[esdk::EncryptedDataKey],
+        ) -> esdk::Result<esdk::materials::DecryptionMaterials> {
+            unreachable!("used for encryption only")
+        }
+    }
+
+    let message = encrypt(BogusKmsEdk, b"x").await;
+    let arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let kms = Counting::new(Arc::new(esdk::keyring::kms::AwsSdkKmsClient::new(aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .region(aws_sdk_kms::config::Region::new("us-east-1"))
+            .build(),
+    ))));
+    let err = decrypt(KmsKeyring::new(arn, kms.clone()).unwrap(), &message).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NoDecryptableDataKey);
+    assert!(err.to_string().contains("malformed aws-kms provider info"), "{err}");
+    assert!(kms.calls().is_empty());
 }

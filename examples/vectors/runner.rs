@@ -209,6 +209,21 @@ fn one_keyring(
                 a => Err(format!("unsupported raw algorithm {a:?}")),
             }
         }
+        #[cfg(feature = "kms")]
+        kms_type @ ("aws-kms" | "aws-kms-mrk-aware") => {
+            use esdk::keyring::kms::{ClientSupplier, KeyIdentifier, KmsKeyring, KmsMrkKeyring};
+            let arn = s(key, "key-id")?;
+            let region = match KeyIdentifier::parse(&arn).map_err(|e| e.to_string())? {
+                KeyIdentifier::Arn(a) => a.region().to_owned(),
+                _ => return Err(format!("KMS key {arn:?} is not an ARN")),
+            };
+            let client = kms_supplier()?.client(&region).map_err(|e| e.to_string())?;
+            Ok(if kms_type == "aws-kms" {
+                Arc::new(KmsKeyring::new(&arn, client).map_err(|e| e.to_string())?)
+            } else {
+                Arc::new(KmsMrkKeyring::new(&arn, client).map_err(|e| e.to_string())?)
+            })
+        }
         "static-material-keyring" => {
             let b64 = s(key, "plaintextDataKey")?;
             let bytes = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| e.to_string())?;
@@ -216,6 +231,18 @@ fn one_keyring(
         }
         t => Err(format!("unsupported master key type {t:?}")),
     }
+}
+
+/// KMS clients from the standard AWS environment, created once per process.
+#[cfg(feature = "kms")]
+fn kms_supplier() -> Result<&'static esdk::keyring::kms::AwsSdkClientSupplier, String> {
+    static SUPPLIER: std::sync::OnceLock<esdk::keyring::kms::AwsSdkClientSupplier> = std::sync::OnceLock::new();
+    if let Some(s) = SUPPLIER.get() {
+        return Ok(s);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let supplier = rt.block_on(esdk::keyring::kms::AwsSdkClientSupplier::from_env());
+    Ok(SUPPLIER.get_or_init(|| supplier))
 }
 
 /// The manifest's `static-material-keyring`: returns a known plaintext data key.

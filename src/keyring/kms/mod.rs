@@ -26,14 +26,31 @@ use crate::materials::{DataKey, DecryptionMaterials, EncryptedDataKey};
 /// Provider id of every KMS-wrapped EDK.
 pub const PROVIDER_ID: &str = "aws-kms";
 
-/// The EDK's key ARN when its provider id is `aws-kms`; `Err` when the provider info is not a
-/// key ARN, which the spec treats as a hard failure of OnDecrypt.
-fn edk_key_arn(edk: &EncryptedDataKey) -> Result<Option<KmsArn>, String> {
+/// What a KMS keyring makes of one EDK before its own filter.
+enum Candidate {
+    /// An `aws-kms` EDK with a valid key ARN.
+    Arn(KmsArn),
+    /// Not a KMS EDK (recorded as skipped).
+    Skip,
+    /// An `aws-kms` EDK whose provider info is not a key ARN: the spec makes OnDecrypt fail.
+    Malformed,
+}
+
+fn candidate(index: usize, edk: &EncryptedDataKey, attempts: &mut Attempts) -> Candidate {
     if edk.provider_id != PROVIDER_ID {
-        return Ok(None);
+        attempts.record(index, edk, "skipped: not a KMS data key (provider id is not aws-kms)", false);
+        return Candidate::Skip;
     }
-    let info = std::str::from_utf8(&edk.provider_info).map_err(|_| "aws-kms provider info is not UTF-8".to_owned())?;
-    KmsArn::parse_key_arn(info).map(Some).map_err(|e| format!("malformed aws-kms provider info: {e}"))
+    let parsed = std::str::from_utf8(&edk.provider_info)
+        .map_err(|_| "it is not UTF-8".to_owned())
+        .and_then(|info| KmsArn::parse_key_arn(info).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(arn) => Candidate::Arn(arn),
+        Err(why) => {
+            attempts.record(index, edk, format!("failed: malformed aws-kms provider info: {why}"), false);
+            Candidate::Malformed
+        }
+    }
 }
 
 /// Calls `Decrypt` with `key_id` and checks the response (`aws-kms-keyring.md`, "OnDecrypt"):

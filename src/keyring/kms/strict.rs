@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::arn::{mrk_match, KeyIdentifier, KmsArn};
-use super::{decrypt_edk, edk_key_arn, KmsClient, PROVIDER_ID};
+use super::{candidate, decrypt_edk, Candidate, KmsClient, PROVIDER_ID};
 use crate::error::{Error, Result};
 use crate::keyring::{ensure_no_data_key, Attempts, Keyring};
 use crate::materials::{DecryptionMaterials, EncryptedDataKey, EncryptionMaterials};
@@ -96,16 +96,10 @@ impl Strict {
         let configured_str = configured.to_string();
         let mut attempts = Attempts::new(self.describe(), edks);
         for (i, edk) in edks.iter().enumerate() {
-            let arn = match edk_key_arn(edk) {
-                Ok(Some(arn)) => arn,
-                Ok(None) => {
-                    attempts.record(i, edk, "skipped: not a KMS data key (provider id is not aws-kms)", false);
-                    continue;
-                }
-                Err(why) => {
-                    attempts.record(i, edk, format!("failed: {why}"), false);
-                    return Err(attempts.into_error());
-                }
+            let arn = match candidate(i, edk, &mut attempts) {
+                Candidate::Arn(arn) => arn,
+                Candidate::Skip => continue,
+                Candidate::Malformed => return Err(attempts.into_error()),
             };
             let allowed = match self.matching {
                 Matching::Exact => arn == *configured,
