@@ -16,7 +16,7 @@ use crate::encryptor::Encryptor;
 use crate::error::{Error, Result};
 use crate::format::body::{self, MAX_NON_FRAMED_CONTENT_LEN};
 use crate::format::header::{self, HeaderLimits, MessageHeader, ParsedHeader};
-use crate::materials::DecryptionMaterials;
+use crate::materials::{DecryptionMaterials, EncryptionMaterials};
 use crate::policy::CommitmentPolicy;
 use crate::suite::AlgorithmSuite;
 
@@ -41,8 +41,14 @@ pub struct Client {
     frame_length: u32,
     header_limits: HeaderLimits,
     max_non_framed_body_len: u64,
+    max_frame_len: u32,
+    max_buffered_plaintext: usize,
     backend: Backend,
 }
+
+/// Default bound on the non-framed body length, the frame length, and the plaintext a streaming
+/// decryptor holds back until a signature verifies: 64 MiB each.
+pub const DEFAULT_DECRYPT_BUFFER_LIMIT: usize = 64 << 20;
 
 impl Default for Client {
     fn default() -> Self {
@@ -51,7 +57,9 @@ impl Default for Client {
             suite: None,
             frame_length: DEFAULT_FRAME_LENGTH,
             header_limits: HeaderLimits::default(),
-            max_non_framed_body_len: MAX_NON_FRAMED_CONTENT_LEN,
+            max_non_framed_body_len: DEFAULT_DECRYPT_BUFFER_LIMIT as u64,
+            max_frame_len: DEFAULT_DECRYPT_BUFFER_LIMIT as u32,
+            max_buffered_plaintext: DEFAULT_DECRYPT_BUFFER_LIMIT,
             backend: Backend::default(),
         }
     }
@@ -95,10 +103,24 @@ impl ClientBuilder {
         self
     }
 
-    /// Maximum body length of a non-framed (legacy) message accepted on decrypt
-    /// (default: the format's 2^36 - 32).
+    /// Maximum body length of a non-framed (legacy) message accepted on decrypt (default
+    /// 64 MiB; at most the format's 2^36 - 32). A streaming decryptor must buffer such a body.
     pub fn max_non_framed_body_len(mut self, max: u64) -> Self {
         self.client.max_non_framed_body_len = max.min(MAX_NON_FRAMED_CONTENT_LEN);
+        self
+    }
+
+    /// Maximum frame length accepted on decrypt (default 64 MiB). Streaming memory is bounded
+    /// by this.
+    pub fn max_frame_length(mut self, max: u32) -> Self {
+        self.client.max_frame_len = max;
+        self
+    }
+
+    /// Maximum plaintext a streaming decryptor holds back until a signed message's signature
+    /// verifies (default 64 MiB). See [`crate::stream::SignedMessages`].
+    pub fn max_buffered_plaintext(mut self, max: usize) -> Self {
+        self.client.max_buffered_plaintext = max;
         self
     }
 
@@ -186,11 +208,6 @@ impl Client {
         plaintext: &[u8],
         encryption_context: &EncryptionContext,
     ) -> Result<Vec<u8>> {
-        encryption_context.check_no_reserved_keys()?;
-        encryption_context.check_serializable()?;
-        if let Some(suite) = self.suite {
-            self.policy.check_encrypt(suite)?;
-        }
         let max_len = u64::from(u32::MAX) * u64::from(self.frame_length);
         if plaintext.len() as u64 > max_len {
             return Err(Error::LimitExceeded {
@@ -199,27 +216,9 @@ impl Client {
                 limit: max_len,
             });
         }
-        let mut request = EncryptionMaterialsRequest::new(encryption_context.clone(), self.policy);
-        request.suite = self.suite;
-        request.max_plaintext_length = Some(plaintext.len() as u64);
-        let materials = cmm.get_encryption_materials(request).await?;
-        self.policy.check_encrypt(materials.suite())?;
-        if self.suite.is_some_and(|s| s != materials.suite()) {
-            return Err(Error::InvalidMaterials(format!(
-                "requested suite {} but the materials manager returned {}",
-                self.suite.map(|s| s.id()).unwrap_or_default(),
-                materials.suite()
-            )));
-        }
-
+        let materials = self.encryption_materials(cmm, encryption_context, Some(plaintext.len() as u64)).await?;
         let mut out = Vec::new();
-        let (mut enc, header) = Encryptor::start(
-            self.backend.provider(),
-            materials,
-            self.frame_length,
-            self.header_limits.max_encrypted_data_keys,
-            &mut out,
-        )?;
+        let (mut enc, header) = self.start_encryptor(materials, &mut out)?;
         out.reserve_exact((self.ciphertext_len(&header, plaintext.len() as u64) as usize).saturating_sub(out.len()));
         let frame = enc.frame_len() as usize;
         let (regular, _) = body::split_frames(plaintext.len() as u64, enc.frame_len());
@@ -229,6 +228,72 @@ impl Client {
         }
         enc.final_frame(&plaintext[regular_bytes..], &mut out)?;
         Ok(out)
+    }
+
+    /// Validates the caller's context and suite, and gets encryption materials
+    /// (`client-apis/encrypt.md`, "Get the encryption materials"). Shared by every encrypt path.
+    pub(crate) async fn encryption_materials(
+        &self,
+        cmm: &dyn MaterialsManager,
+        encryption_context: &EncryptionContext,
+        plaintext_len: Option<u64>,
+    ) -> Result<EncryptionMaterials> {
+        encryption_context.check_no_reserved_keys()?;
+        encryption_context.check_serializable()?;
+        if let Some(suite) = self.suite {
+            self.policy.check_encrypt(suite)?;
+        }
+        let mut request = EncryptionMaterialsRequest::new(encryption_context.clone(), self.policy);
+        request.suite = self.suite;
+        request.max_plaintext_length = plaintext_len;
+        let materials = cmm.get_encryption_materials(request).await?;
+        self.policy.check_encrypt(materials.suite())?;
+        if self.suite.is_some_and(|s| s != materials.suite()) {
+            return Err(Error::InvalidMaterials(format!(
+                "requested suite {} but the materials manager returned {}",
+                self.suite.map(|s| s.to_string()).unwrap_or_default(),
+                materials.suite()
+            )));
+        }
+        Ok(materials)
+    }
+
+    /// Writes the header for `materials` into `out` and returns the frame encryptor.
+    pub(crate) fn start_encryptor(
+        &self,
+        materials: EncryptionMaterials,
+        out: &mut Vec<u8>,
+    ) -> Result<(Encryptor, MessageHeader)> {
+        Encryptor::start(
+            self.backend.provider(),
+            materials,
+            self.frame_length,
+            self.header_limits.max_encrypted_data_keys,
+            out,
+        )
+    }
+
+    /// Verifies the header (commitment, authentication tag) and returns the body decryptor.
+    /// `header_bytes` starts with the header as read.
+    pub(crate) fn body_decryptor(
+        &self,
+        parsed: &ParsedHeader,
+        header_bytes: &[u8],
+        materials: DecryptionMaterials,
+    ) -> Result<Decryptor> {
+        Decryptor::new(
+            self.backend.provider(),
+            parsed,
+            header_bytes,
+            materials,
+            self.max_non_framed_body_len,
+            self.max_frame_len,
+        )
+    }
+
+    /// The bound on plaintext held back for signature verification when streaming.
+    pub(crate) fn max_buffered_plaintext(&self) -> usize {
+        self.max_buffered_plaintext
     }
 
     /// Decrypts one complete ESDK message. `reproduced_encryption_context`, when given, must agree
@@ -292,8 +357,7 @@ impl Client {
         let (parsed, materials) =
             self.open_header(cmm, ciphertext, reproduced_encryption_context, unsigned_only).await?;
         let encryption_context = materials.encryption_context().clone();
-        let mut dec =
-            Decryptor::new(self.backend.provider(), &parsed, ciphertext, materials, self.max_non_framed_body_len)?;
+        let mut dec = self.body_decryptor(&parsed, ciphertext, materials)?;
         let mut pos = parsed.total_len;
         let mut out = Zeroizing::new(Vec::with_capacity(ciphertext.len() - pos));
         while !dec.is_done() {

@@ -50,8 +50,16 @@ impl Decryptor {
         header_bytes: &[u8],
         materials: DecryptionMaterials,
         max_body_len: u64,
+        max_frame_len: u32,
     ) -> Result<Self> {
         let header = &parsed.header;
+        if header.frame_length > max_frame_len {
+            return Err(Error::LimitExceeded {
+                what: "frame length",
+                value: u64::from(header.frame_length),
+                limit: u64::from(max_frame_len),
+            });
+        }
         if materials.suite() != header.suite {
             return Err(Error::InvalidMaterials(format!(
                 "materials are for suite {}, the message uses {}",
@@ -101,6 +109,11 @@ impl Decryptor {
     /// Whether the whole message (including any footer) has been verified.
     pub(crate) fn is_done(&self) -> bool {
         self.stage == Stage::Done
+    }
+
+    /// Whether the body is complete and only the footer (signature) remains.
+    pub(crate) fn awaiting_footer(&self) -> bool {
+        self.stage == Stage::Footer
     }
 
     /// The part of the message the machine is waiting for, for truncation errors.

@@ -238,7 +238,23 @@ pub enum Error {
     Crypto(&'static str),
     /// I/O failure in a streaming adapter.
     #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+/// Unwraps the crate error that the streaming adapters carry inside `io::Error`; any other I/O
+/// error becomes [`Error::Io`].
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        if !e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            return Error::Io(e);
+        }
+        let kind = e.kind();
+        match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+            Some(Ok(inner)) => *inner,
+            Some(Err(other)) => Error::Io(std::io::Error::new(kind, other)),
+            None => Error::Io(kind.into()),
+        }
+    }
 }
 
 impl Error {

@@ -35,9 +35,10 @@ pub mod format;
 pub mod keyring;
 pub mod materials;
 pub mod policy;
+pub mod stream;
 pub mod suite;
 
-pub use client::{Client, ClientBuilder, Decrypted, DEFAULT_FRAME_LENGTH};
+pub use client::{Client, ClientBuilder, Decrypted, DEFAULT_DECRYPT_BUFFER_LIMIT, DEFAULT_FRAME_LENGTH};
 pub use cmm::{DefaultCmm, MaterialsManager, RequiredEncryptionContextCmm};
 pub use context::EncryptionContext;
 pub use crypto::{Backend, RsaPadding};
@@ -46,4 +47,5 @@ pub use format::{ContentType, HeaderLimits, MessageHeader};
 pub use keyring::{Keyring, MultiKeyring, RawAesKeyring, RawRsaKeyring};
 pub use materials::{DataKey, EncryptedDataKey};
 pub use policy::CommitmentPolicy;
+pub use stream::{DecryptingReader, EncryptingWriter, SignedMessages};
 pub use suite::AlgorithmSuite;

@@ -228,7 +228,7 @@ fn python_esdk_decrypts_our_messages() {
     assert_eq!(last, format!("{n} passed, 0 failed"), "{out}");
     // And we decrypt our own messages with the same manifest, on every backend.
     for &backend in Backend::all() {
-        let s = runner::run(dir.path(), backend, None).unwrap();
+        let s = runner::run_with(dir.path(), backend, runner::Mode::OneShot, None).unwrap();
         assert_eq!((s.passed, s.failed), (n, 0), "{:?}", s.failures);
     }
 }
@@ -239,7 +239,7 @@ fn we_decrypt_python_esdk_messages() {
     let dir = tempfile::tempdir().unwrap();
     common::run_python(&py, &["encrypt", dir.path().to_str().unwrap()]);
     for &backend in Backend::all() {
-        let s = runner::run(dir.path(), backend, None).unwrap();
+        let s = runner::run_with(dir.path(), backend, runner::Mode::OneShot, None).unwrap();
         assert!(s.passed >= 79, "only {} Python messages", s.passed);
         assert_eq!(s.failed, 0, "{:?}", s.failures);
     }

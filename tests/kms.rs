@@ -278,7 +278,7 @@ fn python_esdk_interop_with_kms_multi_region_keys() {
     // Python → ours: Python encrypts under B, we decrypt with only the A replica.
     let dir = tempfile::tempdir().unwrap();
     common::run_python(&py, &["encrypt-kms", dir.path().to_str().unwrap(), &b, &a]);
-    let summary = runner::run(dir.path(), esdk::Backend::default(), None).unwrap();
+    let summary = runner::run_with(dir.path(), esdk::Backend::default(), runner::Mode::OneShot, None).unwrap();
     assert_eq!((summary.passed, summary.failed), (6, 0), "{:?}", summary.failures);
 }
 

@@ -29,17 +29,29 @@ fn vectors_dir() -> Option<PathBuf> {
     None
 }
 
-#[test]
-fn official_decrypt_vectors_pass_on_every_backend() {
+fn run_modes(modes: &[runner::Mode]) {
     let Some(dir) = vectors_dir() else { return };
     let mut summaries = BTreeMap::new();
     for &backend in Backend::all() {
-        let summary = runner::run(&dir, backend, None).expect("manifest loads");
-        assert!(summary.passed > 0, "no vectors ran for {}", backend.name());
-        summaries.insert(backend.name(), summary);
+        for &mode in modes {
+            let summary = runner::run_with(&dir, backend, mode, None).expect("manifest loads");
+            assert!(summary.passed > 0, "no vectors ran for {} {mode}", backend.name());
+            summaries.insert(format!("{} {mode}", backend.name()), summary);
+        }
     }
     let report = runner::render(&summaries, false);
     println!("{report}");
     let failed: usize = summaries.values().map(|s| s.failed).sum();
     assert_eq!(failed, 0, "{report}");
+}
+
+#[test]
+fn official_decrypt_vectors_pass_one_shot_on_every_backend() {
+    run_modes(&[runner::Mode::OneShot]);
+}
+
+/// The same vectors through `DecryptingReader` with 1-byte, 777-byte and 64 KiB reads.
+#[test]
+fn official_decrypt_vectors_pass_streaming_on_every_backend() {
+    run_modes(&[runner::Mode::Streaming(1), runner::Mode::Streaming(777), runner::Mode::Streaming(65536)]);
 }

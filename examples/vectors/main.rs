@@ -1,7 +1,9 @@
-//! `cargo run --release --example vectors -- DIR [--backend aws-lc-rs|rustcrypto|all] [--filter S] [-v]`
+//! `cargo run --release --example vectors -- DIR [--backend aws-lc-rs|rustcrypto|all]
+//!  [--stream BYTES]... [--filter S] [-v]`
 //!
-//! Runs every test of the `awses-decrypt` manifest in DIR; prints one line per failure and ends
-//! with `N passed, M failed`. Exits 0 only if every test passed.
+//! Runs every test of the `awses-decrypt` manifest in DIR one-shot (and, for each `--stream N`,
+//! through the streaming reader with N-byte reads); prints one line per failure and ends with
+//! `N passed, M failed`. Exits 0 only if every test passed.
 
 mod runner;
 
@@ -15,6 +17,7 @@ fn main() -> ExitCode {
     let mut dir = None;
     let mut backends = vec![Backend::default()];
     let mut filter = None;
+    let mut modes = vec![runner::Mode::OneShot];
     let mut verbose = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -28,6 +31,10 @@ fn main() -> ExitCode {
                 None => return usage("--backend needs a value"),
             },
             "--filter" => filter = args.next(),
+            "--stream" => match args.next().and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0) {
+                Some(n) => modes.push(runner::Mode::Streaming(n)),
+                None => return usage("--stream needs a positive read size in bytes"),
+            },
             "-v" | "--verbose" => verbose = true,
             "-h" | "--help" => return usage(""),
             _ if dir.is_none() => dir = Some(PathBuf::from(arg)),
@@ -37,13 +44,15 @@ fn main() -> ExitCode {
     let Some(dir) = dir else { return usage("missing the vectors directory") };
     let mut summaries = BTreeMap::new();
     for backend in backends {
-        match runner::run(&dir, backend, filter.as_deref()) {
-            Ok(s) => {
-                summaries.insert(backend.name(), s);
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
+        for &mode in &modes {
+            match runner::run_with(&dir, backend, mode, filter.as_deref()) {
+                Ok(s) => {
+                    summaries.insert(format!("{} {mode}", backend.name()), s);
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
             }
         }
     }
@@ -59,6 +68,8 @@ fn usage(problem: &str) -> ExitCode {
     if !problem.is_empty() {
         eprintln!("error: {problem}");
     }
-    eprintln!("usage: vectors DIR [--backend aws-lc-rs|rustcrypto|all] [--filter SUBSTRING] [-v]");
+    eprintln!(
+        "usage: vectors DIR [--backend aws-lc-rs|rustcrypto|all] [--stream READ_SIZE]... [--filter SUBSTRING] [-v]"
+    );
     ExitCode::from(2)
 }

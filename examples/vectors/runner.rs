@@ -11,7 +11,7 @@ use base64::Engine as _;
 use esdk::materials::{DataKey, DecryptionMaterials, EncryptionMaterials};
 use esdk::{
     Backend, Client, CommitmentPolicy, DefaultCmm, EncryptedDataKey, EncryptionContext, ErrorKind, Keyring,
-    MultiKeyring, RawAesKeyring, RawRsaKeyring, RsaPadding,
+    MultiKeyring, RawAesKeyring, RawRsaKeyring, RsaPadding, SignedMessages,
 };
 use serde_json::Value;
 
@@ -27,8 +27,27 @@ pub struct Summary {
     pub class_mismatches: Vec<String>,
 }
 
-/// Runs every test in `dir/manifest.json` with `backend`.
-pub fn run(dir: &Path, backend: Backend, filter: Option<&str>) -> Result<Summary, String> {
+/// How each message is decrypted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `Client::decrypt` on the whole message.
+    OneShot,
+    /// `DecryptingReader` over a source that returns at most this many bytes per read, read
+    /// into a buffer of the same size.
+    Streaming(usize),
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mode::OneShot => f.write_str("one-shot"),
+            Mode::Streaming(n) => write!(f, "streaming/{n}"),
+        }
+    }
+}
+
+/// Runs every test in `dir/manifest.json` with `backend` and `mode`.
+pub fn run_with(dir: &Path, backend: Backend, mode: Mode, filter: Option<&str>) -> Result<Summary, String> {
     let manifest = read_json(&dir.join("manifest.json"))?;
     let kind = manifest.pointer("/manifest/type").and_then(Value::as_str).unwrap_or_default();
     if kind != "awses-decrypt" {
@@ -46,7 +65,7 @@ pub fn run(dir: &Path, backend: Backend, filter: Option<&str>) -> Result<Summary
         if filter.is_some_and(|f| !name.contains(f)) {
             continue;
         }
-        match run_one(dir, &keys, &tests[name], backend) {
+        match run_one(dir, &keys, &tests[name], backend, mode) {
             Ok(mismatch) => {
                 summary.passed += 1;
                 if let Some(m) = mismatch {
@@ -55,7 +74,7 @@ pub fn run(dir: &Path, backend: Backend, filter: Option<&str>) -> Result<Summary
             }
             Err(why) => {
                 summary.failed += 1;
-                summary.failures.push(format!("FAIL {name} [{}]: {why}", backend.name()));
+                summary.failures.push(format!("FAIL {name} [{}, {mode}]: {why}", backend.name()));
             }
         }
     }
@@ -78,6 +97,7 @@ fn run_one(
     keys: &serde_json::Map<String, Value>,
     test: &Value,
     backend: Backend,
+    mode: Mode,
 ) -> Result<Option<String>, String> {
     let ct_uri = test.get("ciphertext").and_then(Value::as_str).ok_or("no ciphertext")?;
     let ciphertext = std::fs::read(resolve(dir, ct_uri)?).map_err(|e| format!("ciphertext: {e}"))?;
@@ -99,18 +119,23 @@ fn run_one(
         .and_then(Value::as_object)
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect());
     let unsigned_only = test.get("decryption-method").and_then(Value::as_str) == Some("streaming-unsigned-only");
-    let result = if unsigned_only {
-        client.decrypt_unsigned_only_blocking(&cmm, &ciphertext, reproduced.as_ref())
-    } else {
-        client.decrypt_blocking(&cmm, &ciphertext, reproduced.as_ref())
+    let result = match mode {
+        Mode::OneShot if unsigned_only => {
+            client.decrypt_unsigned_only_blocking(&cmm, &ciphertext, reproduced.as_ref()).map(|d| d.plaintext)
+        }
+        Mode::OneShot => client.decrypt_blocking(&cmm, &ciphertext, reproduced.as_ref()).map(|d| d.plaintext),
+        Mode::Streaming(chunk) => {
+            let signed = if unsigned_only { SignedMessages::Refuse } else { SignedMessages::VerifyBeforeRelease };
+            stream_decrypt(&client, &cmm, &ciphertext, reproduced.as_ref(), signed, chunk)
+        }
     };
 
     let expected = test.get("result").ok_or("no result")?;
     if let Some(pt_uri) = expected.pointer("/output/plaintext").and_then(Value::as_str) {
         let want = std::fs::read(resolve(dir, pt_uri)?).map_err(|e| format!("plaintext: {e}"))?;
         return match result {
-            Ok(d) if d.plaintext == want => Ok(None),
-            Ok(d) => Err(format!("plaintext differs ({} bytes, expected {})", d.plaintext.len(), want.len())),
+            Ok(p) if p == want => Ok(None),
+            Ok(p) => Err(format!("plaintext differs ({} bytes, expected {})", p.len(), want.len())),
             Err(e) => Err(format!("expected success, got error: {e}")),
         };
     }
@@ -118,13 +143,51 @@ fn run_one(
         return Err("result is neither output nor error".into());
     }
     match result {
-        Ok(d) => Err(format!("expected an error, but decryption returned {} bytes", d.plaintext.len())),
+        Ok(p) => Err(format!("expected an error, but decryption returned {} bytes", p.len())),
         Err(e) => {
             let hint = test.pointer("/metadata/expected-error").and_then(Value::as_str);
             match hint {
                 Some(h) if !class_matches(h, e.kind()) => Ok(Some(format!("expected {h}, got {:?}: {e}", e.kind()))),
                 _ => Ok(None),
             }
+        }
+    }
+}
+
+/// A source that hands out at most `chunk` bytes per read.
+struct Chunked<'a> {
+    data: &'a [u8],
+    chunk: usize,
+}
+
+impl std::io::Read for Chunked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.chunk).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+/// Decrypts through `DecryptingReader`, reading `chunk` bytes at a time.
+fn stream_decrypt(
+    client: &Client,
+    cmm: &DefaultCmm,
+    ciphertext: &[u8],
+    reproduced: Option<&EncryptionContext>,
+    signed: SignedMessages,
+    chunk: usize,
+) -> esdk::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let source = Chunked { data: ciphertext, chunk };
+    let mut reader = client.decrypting_reader_blocking(cmm, source, reproduced, signed)?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; chunk];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -271,7 +334,7 @@ impl Keyring for StaticDataKey {
 }
 
 /// Renders a summary the way the runner prints it; the last line is `N passed, M failed`.
-pub fn render(summaries: &BTreeMap<&'static str, Summary>, verbose: bool) -> String {
+pub fn render(summaries: &BTreeMap<String, Summary>, verbose: bool) -> String {
     let mut out = String::new();
     let (mut passed, mut failed) = (0, 0);
     for (backend, s) in summaries {
@@ -285,7 +348,7 @@ pub fn render(summaries: &BTreeMap<&'static str, Summary>, verbose: bool) -> Str
         }
         let _ = writeln!(
             out,
-            "backend {backend}: {} passed, {} failed, {} negative test(s) failed with another error class than hinted",
+            "{backend}: {} passed, {} failed, {} negative test(s) failed with another error class than hinted",
             s.passed,
             s.failed,
             s.class_mismatches.len()
