@@ -154,6 +154,9 @@ pub struct Decrypted {
     pub header: MessageHeader,
     /// The encryption context used: the stored pairs plus any required-only pairs supplied.
     pub encryption_context: EncryptionContext,
+    /// Index (in `header.encrypted_data_keys()`) of the EDK that yielded the data key, when
+    /// the keyring reported it (all keyrings of this crate do).
+    pub unwrapped_edk: Option<usize>,
 }
 
 impl fmt::Debug for Decrypted {
@@ -342,6 +345,7 @@ impl Client {
             &h.encryption_context,
             reproduced_encryption_context,
         );
+        tracing::debug!(suite = %h.suite, edks = h.encrypted_data_keys.len(), "decrypting: header parsed");
         let materials = cmm.decrypt_materials(request).await?;
         self.policy.check_decrypt(materials.suite())?;
         Ok((parsed, materials))
@@ -357,6 +361,7 @@ impl Client {
         let (parsed, materials) =
             self.open_header(cmm, ciphertext, reproduced_encryption_context, unsigned_only).await?;
         let encryption_context = materials.encryption_context().clone();
+        let unwrapped_edk = materials.unwrapped_edk();
         let mut dec = self.body_decryptor(&parsed, ciphertext, materials)?;
         let mut pos = parsed.total_len;
         let mut out = Zeroizing::new(Vec::with_capacity(ciphertext.len() - pos));
@@ -369,7 +374,7 @@ impl Client {
         if pos != ciphertext.len() {
             return Err(Error::TrailingData(ciphertext.len() - pos));
         }
-        Ok(Decrypted { plaintext: std::mem::take(&mut *out), header: parsed.header, encryption_context })
+        Ok(Decrypted { plaintext: std::mem::take(&mut *out), header: parsed.header, encryption_context, unwrapped_edk })
     }
 
     /// [`Self::encrypt`] for synchronous callers. Runs the future on the calling thread, so the
@@ -413,7 +418,12 @@ impl Wake for ThreadWaker {
 }
 
 /// Drives a future to completion on the current thread, parking between polls.
-pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+///
+/// For this crate's futures (raw keyrings, and KMS keyrings on [`AwsSdkKmsClient`], which run
+/// their calls on a background Tokio runtime when none is current); not a general executor.
+///
+/// [`AwsSdkKmsClient`]: crate::keyring::kms::AwsSdkKmsClient
+pub fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
     let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
     let mut cx = Context::from_waker(&waker);

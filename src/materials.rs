@@ -330,6 +330,7 @@ pub struct DecryptionMaterials {
     required_encryption_context_keys: BTreeSet<String>,
     data_key: Option<DataKey>,
     verification_key: Option<VerificationKey>,
+    unwrapped_edk: Option<usize>,
 }
 
 impl DecryptionMaterials {
@@ -341,6 +342,7 @@ impl DecryptionMaterials {
             required_encryption_context_keys: BTreeSet::new(),
             data_key: None,
             verification_key: None,
+            unwrapped_edk: None,
         }
     }
 
@@ -374,6 +376,19 @@ impl DecryptionMaterials {
         install_data_key(&mut self.data_key, self.suite, key)
     }
 
+    /// Sets the data key unwrapped from the EDK at `index` in the header, so callers can tell
+    /// which key decrypted the message.
+    pub fn set_data_key_from_edk(&mut self, key: DataKey, index: usize) -> Result<()> {
+        self.set_data_key(key)?;
+        self.unwrapped_edk = Some(index);
+        Ok(())
+    }
+
+    /// Index of the EDK the data key came from, when the keyring reported it.
+    pub fn unwrapped_edk(&self) -> Option<usize> {
+        self.unwrapped_edk
+    }
+
     /// Sets the verification key.
     pub fn set_verification_key(&mut self, key: VerificationKey) {
         self.verification_key = Some(key);
@@ -387,6 +402,7 @@ impl DecryptionMaterials {
             required_encryption_context_keys: self.required_encryption_context_keys.clone(),
             data_key: self.data_key.as_ref().map(DataKey::duplicate),
             verification_key: self.verification_key.clone(),
+            unwrapped_edk: self.unwrapped_edk,
         }
     }
 

@@ -121,6 +121,7 @@ pub struct DecryptingReader<R: Read> {
     decryptor: Decryptor,
     header: MessageHeader,
     encryption_context: EncryptionContext,
+    unwrapped_edk: Option<usize>,
     mode: SignedMessages,
     signed: bool,
     max_held: usize,
@@ -172,6 +173,7 @@ impl<R: Read> DecryptingReader<R> {
             }
         };
         let encryption_context = materials.encryption_context().clone();
+        let unwrapped_edk = materials.unwrapped_edk();
         let decryptor = client.body_decryptor(&parsed, &inbuf, materials)?;
         let signed = parsed.header.suite().is_signed();
         Ok(Self {
@@ -179,6 +181,7 @@ impl<R: Read> DecryptingReader<R> {
             decryptor,
             header: parsed.header,
             encryption_context,
+            unwrapped_edk,
             mode,
             signed,
             max_held: client.max_buffered_plaintext(),
@@ -201,6 +204,11 @@ impl<R: Read> DecryptingReader<R> {
     /// The encryption context (stored pairs plus required-only pairs supplied).
     pub fn encryption_context(&self) -> &EncryptionContext {
         &self.encryption_context
+    }
+
+    /// Index of the EDK that yielded the data key, when the keyring reported it.
+    pub fn unwrapped_edk(&self) -> Option<usize> {
+        self.unwrapped_edk
     }
 
     /// Whether plaintext released so far is fully verified (always true for unsigned suites;

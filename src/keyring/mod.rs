@@ -64,12 +64,14 @@ impl Attempts {
     }
 
     pub(crate) fn record(&mut self, index: usize, edk: &EncryptedDataKey, outcome: impl Into<String>, retryable: bool) {
+        let outcome = outcome.into();
+        tracing::debug!(keyring = %self.keyring, edk = index, provider_id = %edk.provider_id, %outcome, "EDK not used");
         self.report.attempts.push(EdkAttempt {
             keyring: self.keyring.clone(),
             index,
             provider_id: edk.provider_id.clone(),
             provider_info: edk.provider_info_lossy(),
-            outcome: outcome.into(),
+            outcome,
             retryable,
         });
     }

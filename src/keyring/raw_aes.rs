@@ -55,19 +55,19 @@ impl RawAesKeyring {
     }
 
     /// Splits provider info into its IV, if it is ours (`raw-aes-keyring.md`, "OnDecrypt").
-    fn parse_info<'a>(&self, info: &'a [u8]) -> std::result::Result<&'a [u8], &'static str> {
-        if info.len() != self.name.len() + INFO_SUFFIX_LEN {
-            return Err("provider info length does not match this key name");
-        }
-        let (name, rest) = info.split_at(self.name.len());
+    fn parse_info<'a>(&self, info: &'a [u8]) -> std::result::Result<&'a [u8], String> {
+        let Some(name_len) = info.len().checked_sub(INFO_SUFFIX_LEN) else {
+            return Err("provider info is too short for a raw AES key".into());
+        };
+        let (name, rest) = info.split_at(name_len);
         if name != self.name.as_bytes() {
-            return Err("key name differs");
+            return Err(format!("key name {:?} differs from {:?}", String::from_utf8_lossy(name), self.name));
         }
         if rest[..4] != TAG_LEN_BITS.to_be_bytes() {
-            return Err("tag length is not 128 bits");
+            return Err("tag length is not 128 bits".into());
         }
         if rest[4..8] != IV_LEN.to_be_bytes() {
-            return Err("IV length is not 12");
+            return Err("IV length is not 12".into());
         }
         Ok(&rest[8..])
     }
@@ -151,7 +151,7 @@ impl Keyring for RawAesKeyring {
                 );
                 continue;
             }
-            materials.set_data_key(DataKey::from_bytes(&plain))?;
+            materials.set_data_key_from_edk(DataKey::from_bytes(&plain), i)?;
             return Ok(materials);
         }
         Err(attempts.into_error())

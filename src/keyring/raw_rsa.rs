@@ -133,7 +133,7 @@ impl Keyring for RawRsaKeyring {
             };
             match private_key.decrypt(self.padding, &edk.ciphertext) {
                 Some(plain) if plain.len() == key_len => {
-                    materials.set_data_key(DataKey::from_bytes(&plain))?;
+                    materials.set_data_key_from_edk(DataKey::from_bytes(&plain), i)?;
                     return Ok(materials);
                 }
                 Some(plain) => attempts.record(

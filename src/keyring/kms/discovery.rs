@@ -110,7 +110,7 @@ impl Discovery {
             if let Some(key) =
                 decrypt_edk(&*self.client, &key_id, i, edk, &materials, &self.grant_tokens, &mut attempts).await
             {
-                materials.set_data_key(key)?;
+                materials.set_data_key_from_edk(key, i)?;
                 return Ok(materials);
             }
         }

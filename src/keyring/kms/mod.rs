@@ -64,6 +64,7 @@ async fn decrypt_edk(
     grant_tokens: &[String],
     attempts: &mut Attempts,
 ) -> Option<DataKey> {
+    tracing::debug!(key_id, edk = index, "calling KMS Decrypt");
     match client.decrypt(key_id, &edk.ciphertext, materials.encryption_context(), grant_tokens).await {
         Err(e) => {
             attempts.record(index, edk, format!("failed: {e}"), e.retryable);

@@ -112,7 +112,7 @@ impl Strict {
             if let Some(key) =
                 decrypt_edk(&*self.client, &configured_str, i, edk, &materials, &self.grant_tokens, &mut attempts).await
             {
-                materials.set_data_key(key)?;
+                materials.set_data_key_from_edk(key, i)?;
                 return Ok(materials);
             }
         }

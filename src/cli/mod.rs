@@ -1,0 +1,3 @@
+//! Parsing shared by the `esdk` command-line tool and its fuzz target (feature `cli`).
+
+pub mod keyspec;
