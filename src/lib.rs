@@ -41,7 +41,7 @@ pub mod stream;
 pub mod suite;
 
 pub use client::{Client, ClientBuilder, Decrypted, DEFAULT_DECRYPT_BUFFER_LIMIT, DEFAULT_FRAME_LENGTH};
-pub use cmm::{DefaultCmm, MaterialsManager, RequiredEncryptionContextCmm};
+pub use cmm::{CachingCmm, DefaultCmm, LocalCache, MaterialsManager, RequiredEncryptionContextCmm};
 pub use context::EncryptionContext;
 pub use crypto::{Backend, RsaPadding};
 pub use error::{Error, ErrorKind, Result};

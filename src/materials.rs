@@ -301,6 +301,18 @@ impl EncryptionMaterials {
         self.signing_key = Some(key);
     }
 
+    /// A copy for another message (caching): the data key is copied, the signing key shared.
+    pub(crate) fn duplicate(&self) -> Self {
+        Self {
+            suite: self.suite,
+            encryption_context: self.encryption_context.clone(),
+            required_encryption_context_keys: self.required_encryption_context_keys.clone(),
+            encrypted_data_keys: self.encrypted_data_keys.clone(),
+            data_key: self.data_key.as_ref().map(DataKey::duplicate),
+            signing_key: self.signing_key.clone(),
+        }
+    }
+
     pub(crate) fn into_parts(self) -> EncryptionParts {
         EncryptionParts {
             suite: self.suite,

@@ -12,9 +12,11 @@ use crate::materials::{DecryptionMaterials, EncryptedDataKey, EncryptionMaterial
 use crate::policy::CommitmentPolicy;
 use crate::suite::AlgorithmSuite;
 
+pub mod caching;
 mod default;
 mod required_context;
 
+pub use caching::{CacheCounters, CachingCmm, LocalCache};
 pub use default::DefaultCmm;
 pub use required_context::RequiredEncryptionContextCmm;
 

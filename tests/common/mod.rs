@@ -35,3 +35,83 @@ pub fn run_python(python: &std::path::Path, args: &[&str]) -> String {
     assert!(out.status.success(), "python {args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     stdout
 }
+
+/// A keyring wrapper that counts calls and can delay or fail them.
+pub mod counting {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use esdk::materials::{DecryptionMaterials, EncryptionMaterials};
+    use esdk::{EncryptedDataKey, Keyring};
+
+    #[derive(Debug)]
+    pub struct CountingKeyring {
+        inner: Arc<dyn Keyring>,
+        pub encrypts: AtomicUsize,
+        pub decrypts: AtomicUsize,
+        /// Fail this many calls first (each failure counts as a call).
+        pub fail_first: AtomicUsize,
+        pub delay: Duration,
+    }
+
+    impl CountingKeyring {
+        pub fn new(inner: Arc<dyn Keyring>) -> Arc<Self> {
+            Self::with(inner, 0, Duration::ZERO)
+        }
+
+        pub fn with(inner: Arc<dyn Keyring>, fail_first: usize, delay: Duration) -> Arc<Self> {
+            Arc::new(Self {
+                inner,
+                encrypts: AtomicUsize::new(0),
+                decrypts: AtomicUsize::new(0),
+                fail_first: AtomicUsize::new(fail_first),
+                delay,
+            })
+        }
+
+        pub fn encrypts(&self) -> usize {
+            self.encrypts.load(Ordering::SeqCst)
+        }
+
+        pub fn decrypts(&self) -> usize {
+            self.decrypts.load(Ordering::SeqCst)
+        }
+
+        async fn gate(&self) -> esdk::Result<()> {
+            if !self.delay.is_zero() {
+                tokio::time::sleep(self.delay).await;
+            }
+            let failing =
+                self.fail_first.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+            if failing {
+                return Err(esdk::Error::Keyring {
+                    action: "wrap the data key",
+                    reason: "injected failure".into(),
+                    retryable: true,
+                });
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl Keyring for CountingKeyring {
+        async fn on_encrypt(&self, materials: EncryptionMaterials) -> esdk::Result<EncryptionMaterials> {
+            self.encrypts.fetch_add(1, Ordering::SeqCst);
+            self.gate().await?;
+            self.inner.on_encrypt(materials).await
+        }
+
+        async fn on_decrypt(
+            &self,
+            materials: DecryptionMaterials,
+            edks: &[EncryptedDataKey],
+        ) -> esdk::Result<DecryptionMaterials> {
+            self.decrypts.fetch_add(1, Ordering::SeqCst);
+            self.gate().await?;
+            self.inner.on_decrypt(materials, edks).await
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! Caching materials manager and its local cache (spec `framework/caching-cmm.md`,
+//! `framework/local-cryptographic-materials-cache.md`).
+//!
+//! Reusing a data key for many messages is what keeps KMS out of the per-record path: with a
+//! cache, a producer calls `GenerateDataKey` once per entry lifetime and a consumer calls
+//! `Decrypt` once per distinct EDK set, not once per message.
+//!
+//! Cache entry identifiers follow the spec's SHA-512 formulas (Appendix A). One addition: on
+//! decrypt, when the caller supplies a reproduced encryption context, its serialization is
+//! hashed into the identifier too, so a cache hit can never skip the check that reproduced
+//! values match the stored ones.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::{DecryptMaterialsRequest, EncryptionMaterialsRequest, MaterialsManager};
+use crate::crypto::{self, Backend};
+use crate::error::{Error, Result};
+use crate::materials::{DecryptionMaterials, EncryptionMaterials};
+use crate::suite::{HashAlg, Kdf};
+
+/// The ESDK's bound on messages per data key (`caching-cmm.md`, "Limit Messages").
+pub const MAX_MESSAGES_PER_KEY: u64 = 1 << 32;
+
+/// Counters a caller can read (all monotonic).
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    underlying_calls: AtomicU64,
+    evictions: AtomicU64,
+    bypasses: AtomicU64,
+}
+
+/// A snapshot of [`CacheStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheCounters {
+    /// Requests answered from the cache.
+    pub hits: u64,
+    /// Requests not found (or found expired / used up).
+    pub misses: u64,
+    /// Calls to the underlying materials manager (so to KMS, for KMS keyrings).
+    pub underlying_calls: u64,
+    /// Entries removed for capacity, age or usage limits.
+    pub evictions: u64,
+    /// Requests that bypass the cache (identity-KDF suites, unknown plaintext length, too large).
+    pub bypasses: u64,
+}
+
+impl CacheStats {
+    /// Current values.
+    pub fn snapshot(&self) -> CacheCounters {
+        CacheCounters {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            underlying_calls: self.underlying_calls.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            bypasses: self.bypasses.load(Ordering::Relaxed),
+        }
+    }
+
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+type EntryId = [u8; 64];
+
+enum Cached {
+    Encrypt(EncryptionMaterials),
+    Decrypt(DecryptionMaterials),
+}
+
+struct Entry {
+    materials: Cached,
+    created: Instant,
+    last_used: u64,
+    messages: u64,
+    bytes: u64,
+}
+
+/// A bounded in-process cache: at most `capacity` entries, least recently used evicted first,
+/// expired entries never returned. Share one between caching CMMs with distinct partitions.
+pub struct LocalCache {
+    capacity: usize,
+    state: Mutex<CacheState>,
+    /// One lock per entry being fetched, so concurrent misses make one underlying call.
+    flights: Mutex<HashMap<EntryId, Arc<tokio::sync::Mutex<()>>>>,
+    stats: CacheStats,
+}
+
+#[derive(Default)]
+struct CacheState {
+    entries: HashMap<EntryId, Entry>,
+    tick: u64,
+}
+
+impl fmt::Debug for LocalCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len = self.state.lock().map(|s| s.entries.len()).unwrap_or(0);
+        f.debug_struct("LocalCache").field("capacity", &self.capacity).field("entries", &len).finish()
+    }
+}
+
+impl LocalCache {
+    /// A cache holding at most `capacity` (≥ 1) entries.
+    pub fn new(capacity: usize) -> Result<Self> {
+        if capacity == 0 {
+            return Err(Error::InvalidConfig("a materials cache needs a capacity of at least 1".into()));
+        }
+        Ok(Self {
+            capacity,
+            state: Mutex::new(CacheState::default()),
+            flights: Mutex::new(HashMap::new()),
+            stats: CacheStats::default(),
+        })
+    }
+
+    /// Hit, miss, call and eviction counters.
+    pub fn stats(&self) -> CacheCounters {
+        self.stats.snapshot()
+    }
+
+    /// Number of entries held now.
+    pub fn len(&self) -> usize {
+        self.state.lock().map(|s| s.entries.len()).unwrap_or(0)
+    }
+
+    /// Whether the cache holds no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, CacheState>> {
+        self.state.lock().map_err(|_| Error::InvalidConfig("materials cache lock poisoned".into()))
+    }
+
+    fn flight(&self, id: &EntryId) -> Result<Arc<tokio::sync::Mutex<()>>> {
+        let mut flights =
+            self.flights.lock().map_err(|_| Error::InvalidConfig("materials cache lock poisoned".into()))?;
+        Ok(flights.entry(*id).or_default().clone())
+    }
+
+    fn land(&self, id: &EntryId) {
+        if let Ok(mut flights) = self.flights.lock() {
+            // Drop the flight lock once no other task holds it.
+            if flights.get(id).is_some_and(|f| Arc::strong_count(f) == 1) {
+                flights.remove(id);
+            }
+        }
+    }
+
+    fn insert(&self, id: EntryId, materials: Cached, messages: u64, bytes: u64) -> Result<()> {
+        let mut state = self.lock()?;
+        state.tick += 1;
+        let tick = state.tick;
+        state.entries.insert(id, Entry { materials, created: Instant::now(), last_used: tick, messages, bytes });
+        while state.entries.len() > self.capacity {
+            let Some(oldest) = state.entries.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| *k) else { break };
+            state.entries.remove(&oldest);
+            CacheStats::bump(&self.stats.evictions);
+        }
+        Ok(())
+    }
+}
+
+/// A materials manager that reuses materials from a [`LocalCache`].
+pub struct CachingCmm {
+    underlying: Arc<dyn MaterialsManager>,
+    cache: Arc<LocalCache>,
+    partition_hash: [u8; 64],
+    partition_id: String,
+    max_age: Duration,
+    max_messages: u64,
+    max_bytes: u64,
+    backend: Backend,
+}
+
+impl fmt::Debug for CachingCmm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachingCmm")
+            .field("partition_id", &self.partition_id)
+            .field("max_age", &self.max_age)
+            .field("max_messages", &self.max_messages)
+            .field("max_bytes", &self.max_bytes)
+            .field("cache", &self.cache)
+            .finish()
+    }
+}
+
+impl CachingCmm {
+    /// Caches materials of `underlying` in `cache` for at most `max_age` (> 0). Each instance gets a
+    /// random partition id unless [`Self::with_partition_id`] sets one.
+    pub fn new(underlying: Arc<dyn MaterialsManager>, cache: Arc<LocalCache>, max_age: Duration) -> Result<Self> {
+        if max_age.is_zero() {
+            return Err(Error::InvalidConfig("a caching CMM needs a max age greater than zero".into()));
+        }
+        let mut random = [0u8; 16];
+        crypto::fill_random(&mut random)?;
+        let partition_id: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let backend = Backend::default();
+        Ok(Self {
+            partition_hash: sha512(backend, &[partition_id.as_bytes()]),
+            partition_id,
+            underlying,
+            cache,
+            max_age,
+            max_messages: MAX_MESSAGES_PER_KEY,
+            max_bytes: i64::MAX as u64,
+            backend,
+        })
+    }
+
+    /// Sets the partition id (CMMs sharing a cache and a partition share entries).
+    pub fn with_partition_id(mut self, partition_id: &str) -> Self {
+        self.partition_id = partition_id.to_owned();
+        self.partition_hash = sha512(self.backend, &[partition_id.as_bytes()]);
+        self
+    }
+
+    /// Maximum messages encrypted under one cached data key (1 to 2^32, default 2^32).
+    pub fn with_max_messages(mut self, max: u64) -> Result<Self> {
+        if max == 0 || max > MAX_MESSAGES_PER_KEY {
+            return Err(Error::InvalidConfig(format!("max messages per data key must be 1 to {MAX_MESSAGES_PER_KEY}")));
+        }
+        self.max_messages = max;
+        Ok(self)
+    }
+
+    /// Maximum plaintext bytes encrypted under one cached data key (default 2^63 - 1).
+    pub fn with_max_bytes(mut self, max: u64) -> Self {
+        self.max_bytes = max.min(i64::MAX as u64);
+        self
+    }
+
+    /// Crypto backend for the identifier hashes.
+    pub fn with_backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self.partition_hash = sha512(backend, &[self.partition_id.as_bytes()]);
+        self
+    }
+
+    /// The cache's counters.
+    pub fn stats(&self) -> CacheCounters {
+        self.cache.stats()
+    }
+
+    fn encrypt_id(&self, request: &EncryptionMaterialsRequest) -> Result<EntryId> {
+        let ec = sha512(self.backend, &[&request.encryption_context.to_bytes()?]);
+        // Required-only keys change the materials, so they are part of the identity too.
+        let required: Vec<&[u8]> = request.required_encryption_context_keys.iter().map(|k| k.as_bytes()).collect();
+        let required = sha512(self.backend, &required);
+        Ok(match request.suite {
+            None => sha512(self.backend, &[&self.partition_hash, &[0x00], &ec, &required]),
+            Some(s) => sha512(self.backend, &[&self.partition_hash, &[0x01], &s.id_bytes(), &ec, &required]),
+        })
+    }
+
+    fn decrypt_id(&self, request: &DecryptMaterialsRequest<'_>) -> Result<EntryId> {
+        let mut edk_hashes: Vec<[u8; 64]> = request
+            .encrypted_data_keys
+            .iter()
+            .map(|edk| {
+                let mut ser = Vec::with_capacity(edk.serialized_len());
+                edk.serialize_into(&mut ser);
+                sha512(self.backend, &[&ser])
+            })
+            .collect();
+        edk_hashes.sort_unstable();
+        let ec = sha512(self.backend, &[&request.encryption_context.to_bytes()?]);
+        let suite_id = request.suite.id_bytes();
+        let mut parts: Vec<&[u8]> = vec![&self.partition_hash, &suite_id];
+        parts.extend(edk_hashes.iter().map(|h| &h[..]));
+        parts.push(&[0u8; 64]);
+        parts.push(&ec);
+        let reproduced;
+        if let Some(r) = request.reproduced_encryption_context {
+            reproduced = sha512(self.backend, &[&r.to_bytes()?]);
+            parts.push(&reproduced);
+        }
+        Ok(sha512(self.backend, &parts))
+    }
+
+    /// A usable encryption entry for `len` more bytes, counting the use; `None` on miss.
+    fn take_encrypt(&self, id: &EntryId, len: u64) -> Result<Option<EncryptionMaterials>> {
+        let mut state = self.cache.lock()?;
+        state.tick += 1;
+        let tick = state.tick;
+        let Some(entry) = state.entries.get_mut(id) else { return Ok(None) };
+        let usable = entry.created.elapsed() < self.max_age
+            && entry.messages < self.max_messages
+            && entry.bytes.saturating_add(len) <= self.max_bytes;
+        if !usable {
+            state.entries.remove(id);
+            CacheStats::bump(&self.cache.stats.evictions);
+            return Ok(None);
+        }
+        let Cached::Encrypt(m) = &entry.materials else { return Ok(None) };
+        entry.messages += 1;
+        entry.bytes += len;
+        entry.last_used = tick;
+        Ok(Some(m.duplicate()))
+    }
+
+    fn take_decrypt(&self, id: &EntryId) -> Result<Option<DecryptionMaterials>> {
+        let mut state = self.cache.lock()?;
+        state.tick += 1;
+        let tick = state.tick;
+        let Some(entry) = state.entries.get_mut(id) else { return Ok(None) };
+        if entry.created.elapsed() >= self.max_age {
+            state.entries.remove(id);
+            CacheStats::bump(&self.cache.stats.evictions);
+            return Ok(None);
+        }
+        let Cached::Decrypt(m) = &entry.materials else { return Ok(None) };
+        entry.last_used = tick;
+        Ok(Some(m.fork()))
+    }
+}
+
+fn sha512(backend: Backend, parts: &[&[u8]]) -> [u8; 64] {
+    let mut h = backend.provider().hasher(HashAlg::Sha512);
+    for p in parts {
+        h.update(p);
+    }
+    let mut out = [0u8; 64];
+    out.copy_from_slice(&h.finish());
+    out
+}
+
+#[async_trait]
+impl MaterialsManager for CachingCmm {
+    async fn get_encryption_materials(&self, mut request: EncryptionMaterialsRequest) -> Result<EncryptionMaterials> {
+        let suite = request.suite.unwrap_or(request.commitment_policy.default_suite());
+        let len = match request.max_plaintext_length {
+            Some(len) if suite.kdf() != Kdf::Identity && len <= self.max_bytes => len,
+            _ => {
+                CacheStats::bump(&self.cache.stats.bypasses);
+                CacheStats::bump(&self.cache.stats.underlying_calls);
+                return self.underlying.get_encryption_materials(request).await;
+            }
+        };
+        let id = self.encrypt_id(&request)?;
+        if let Some(m) = self.take_encrypt(&id, len)? {
+            CacheStats::bump(&self.cache.stats.hits);
+            return Ok(m);
+        }
+        CacheStats::bump(&self.cache.stats.misses);
+        let flight = self.cache.flight(&id)?;
+        let result = {
+            let _guard = flight.lock().await;
+            // Another task may have filled the entry while this one waited.
+            match self.take_encrypt(&id, len)? {
+                Some(m) => Ok(m),
+                None => {
+                    request.max_plaintext_length = Some(self.max_bytes);
+                    CacheStats::bump(&self.cache.stats.underlying_calls);
+                    match self.underlying.get_encryption_materials(request).await {
+                        Ok(m) => {
+                            let copy = m.duplicate();
+                            self.cache.insert(id, Cached::Encrypt(m), 1, len)?;
+                            Ok(copy)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            }
+        };
+        drop(flight);
+        self.cache.land(&id);
+        result
+    }
+
+    async fn decrypt_materials(&self, request: DecryptMaterialsRequest<'_>) -> Result<DecryptionMaterials> {
+        if request.suite.kdf() == Kdf::Identity {
+            CacheStats::bump(&self.cache.stats.bypasses);
+            CacheStats::bump(&self.cache.stats.underlying_calls);
+            return self.underlying.decrypt_materials(request).await;
+        }
+        let id = self.decrypt_id(&request)?;
+        if let Some(m) = self.take_decrypt(&id)? {
+            CacheStats::bump(&self.cache.stats.hits);
+            return Ok(m);
+        }
+        CacheStats::bump(&self.cache.stats.misses);
+        let flight = self.cache.flight(&id)?;
+        let result = {
+            let _guard = flight.lock().await;
+            match self.take_decrypt(&id)? {
+                Some(m) => Ok(m),
+                None => {
+                    CacheStats::bump(&self.cache.stats.underlying_calls);
+                    match self.underlying.decrypt_materials(request).await {
+                        Ok(m) => {
+                            let copy = m.fork();
+                            self.cache.insert(id, Cached::Decrypt(m), 0, 0)?;
+                            Ok(copy)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            }
+        };
+        drop(flight);
+        self.cache.land(&id);
+        result
+    }
+}
