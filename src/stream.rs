@@ -47,6 +47,9 @@ pub struct EncryptingWriter<W: Write> {
     /// Ciphertext scratch, reused for every frame.
     out: Vec<u8>,
     frame_len: usize,
+    /// Declared plaintext length, if any, and what was written so far.
+    limit: Option<u64>,
+    written: u64,
 }
 
 impl<W: Write> EncryptingWriter<W> {
@@ -84,6 +87,16 @@ impl<W: Write> EncryptingWriter<W> {
 impl<W: Write> Write for EncryptingWriter<W> {
     fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
         let written = data.len();
+        if let Some(limit) = self.limit {
+            if self.written + written as u64 > limit {
+                return Err(to_io(Error::LimitExceeded {
+                    what: "plaintext written to a writer with a declared length",
+                    value: self.written + written as u64,
+                    limit,
+                }));
+            }
+        }
+        self.written += written as u64;
         let f = self.frame_len;
         // A frame is written as regular only once a byte after it is known to exist; the last
         // (up to) one frame of plaintext waits in `pending` for `finish`.
@@ -335,9 +348,42 @@ impl Client {
         &self,
         cmm: &dyn MaterialsManager,
         encryption_context: &EncryptionContext,
+        inner: W,
+    ) -> Result<EncryptingWriter<W>> {
+        self.start_writer(cmm, encryption_context, None, inner).await
+    }
+
+    /// As [`Self::encrypting_writer`] for a plaintext of at most `plaintext_len` bytes (writing
+    /// more is an error). Knowing the length lets a caching materials manager reuse materials.
+    pub async fn encrypting_writer_sized<W: Write>(
+        &self,
+        cmm: &dyn MaterialsManager,
+        encryption_context: &EncryptionContext,
+        plaintext_len: u64,
+        inner: W,
+    ) -> Result<EncryptingWriter<W>> {
+        self.start_writer(cmm, encryption_context, Some(plaintext_len), inner).await
+    }
+
+    /// [`Self::encrypting_writer_sized`] for synchronous callers.
+    pub fn encrypting_writer_sized_blocking<W: Write>(
+        &self,
+        cmm: &dyn MaterialsManager,
+        encryption_context: &EncryptionContext,
+        plaintext_len: u64,
+        inner: W,
+    ) -> Result<EncryptingWriter<W>> {
+        block_on(self.start_writer(cmm, encryption_context, Some(plaintext_len), inner))
+    }
+
+    async fn start_writer<W: Write>(
+        &self,
+        cmm: &dyn MaterialsManager,
+        encryption_context: &EncryptionContext,
+        limit: Option<u64>,
         mut inner: W,
     ) -> Result<EncryptingWriter<W>> {
-        let materials = self.encryption_materials(cmm, encryption_context, None).await?;
+        let materials = self.encryption_materials(cmm, encryption_context, limit).await?;
         let mut out = Vec::new();
         let (encryptor, header) = self.start_encryptor(materials, &mut out)?;
         inner.write_all(&out)?;
@@ -350,6 +396,8 @@ impl Client {
             pending: Zeroizing::new(Vec::with_capacity(frame_len.min(1 << 20))),
             out,
             frame_len,
+            limit,
+            written: 0,
         })
     }
 

@@ -530,3 +530,34 @@ fn cli_files_interoperate_with_the_python_esdk() {
     }
     assert!(n >= 3, "only {n} Python messages matched");
 }
+
+#[test]
+fn caching_cuts_kms_calls_for_multi_file_runs() {
+    let Some(env) = common::aws::Endpoint::from_env() else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // A Region no other test uses, so the endpoint's counters are this test's.
+    let key = rt.block_on(env.create_key("eu-central-1"));
+    let s = Setup::new();
+    std::fs::create_dir_all(s.path().join("many")).unwrap();
+    for i in 0..20 {
+        std::fs::write(s.path().join(format!("many/{i:02}.json")), format!("{{\"Key\": {i}}}")).unwrap();
+    }
+    let caching = ["--caching", "capacity=10", "max_age=300", "max_messages_encrypted=100"];
+    let wk = format!("key={key}");
+    let mut args = vec!["encrypt", "-r", "-i", "many", "-o", "enc", "-w", &wk];
+    args.extend(caching);
+    ok(&esdk(s.path(), &args));
+    let mut args = vec!["decrypt", "-r", "-i", "enc", "-o", "dec", "-w", &wk];
+    args.extend(caching);
+    ok(&esdk(s.path(), &args));
+    assert_eq!(s.read("dec/00.json.encrypted.decrypted"), b"{\"Key\": 0}");
+    let stats = rt.block_on(env.stats());
+    assert_eq!(stats.get("eu-central-1:TrentService.GenerateDataKey"), Some(&1), "{stats:?}");
+    assert_eq!(stats.get("eu-central-1:TrentService.Decrypt"), Some(&1), "{stats:?}");
+    // Bad caching attributes are one clear line.
+    let e = err(&esdk(
+        s.path(),
+        &["encrypt", "-i", "data.bin", "-o", "x", "--raw-aes-key", AES, "--caching", "capacity=0"],
+    ));
+    assert!(e.contains("capacity"), "{e}");
+}

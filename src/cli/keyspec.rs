@@ -163,6 +163,46 @@ pub fn parse_raw_rsa(spec: &str) -> Result<RawRsaKeySpec, String> {
     Ok(RawRsaKeySpec { namespace, name, file, padding })
 }
 
+/// `--caching capacity=N max_age=SECONDS [max_messages_encrypted=N] [max_bytes_encrypted=N]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachingSpec {
+    /// Cache entries.
+    pub capacity: usize,
+    /// Entry lifetime.
+    pub max_age: std::time::Duration,
+    /// Messages per data key.
+    pub max_messages: Option<u64>,
+    /// Plaintext bytes per data key.
+    pub max_bytes: Option<u64>,
+}
+
+/// Parses `--caching` attributes (space- or comma-separated).
+pub fn parse_caching(attrs: &[String]) -> Result<CachingSpec, String> {
+    const SYNTAX: &str = "expected capacity=N max_age=SECONDS [max_messages_encrypted=N] [max_bytes_encrypted=N]";
+    let (mut capacity, mut max_age, mut max_messages, mut max_bytes) = (None, None, None, None);
+    for attr in attrs.iter().flat_map(|a| a.split(',')) {
+        let (k, v) = split_attr(attr, SYNTAX)?;
+        let int = |v: &str| v.parse::<u64>().map_err(|_| format!("{k}={v}: not a whole number ({SYNTAX})"));
+        match k {
+            "capacity" => capacity = Some(int(v)?),
+            "max_age" => {
+                let secs: f64 = v.parse().map_err(|_| format!("max_age={v}: not a number of seconds"))?;
+                if !(secs > 0.0 && secs.is_finite()) {
+                    return Err(format!("max_age={v}: must be greater than 0"));
+                }
+                max_age = Some(std::time::Duration::from_secs_f64(secs));
+            }
+            "max_messages_encrypted" => max_messages = Some(int(v)?),
+            "max_bytes_encrypted" => max_bytes = Some(int(v)?),
+            _ => return Err(format!("unknown caching attribute {k:?} ({SYNTAX})")),
+        }
+    }
+    let capacity =
+        capacity.filter(|c| *c > 0).ok_or_else(|| format!("capacity=N (at least 1) is required ({SYNTAX})"))?;
+    let max_age = max_age.ok_or_else(|| format!("max_age=SECONDS is required ({SYNTAX})"))?;
+    Ok(CachingSpec { capacity: capacity as usize, max_age, max_messages, max_bytes })
+}
+
 /// Parses `-c key=value` pairs into a context (keys must be unique).
 pub fn parse_context(pairs: &[String]) -> Result<EncryptionContext, String> {
     let mut ec = EncryptionContext::new();
@@ -212,6 +252,17 @@ mod tests {
         let r = parse_raw_rsa("namespace=ns,name=k,file=f.pem,padding=oaep-sha256").unwrap();
         assert_eq!(r.padding, RsaPadding::OaepSha256);
         assert!(parse_raw_rsa("namespace=ns,name=k,file=f.pem,padding=oaep-md5").is_err());
+    }
+
+    #[test]
+    fn caching() {
+        let c = parse_caching(&s(&["capacity=10", "max_age=1.5", "max_messages_encrypted=100"])).unwrap();
+        assert_eq!((c.capacity, c.max_messages), (10, Some(100)));
+        assert_eq!(c.max_age, std::time::Duration::from_millis(1500));
+        assert!(parse_caching(&s(&["capacity=0", "max_age=1"])).is_err());
+        assert!(parse_caching(&s(&["capacity=1"])).is_err());
+        assert!(parse_caching(&s(&["capacity=1", "max_age=-1"])).is_err());
+        assert!(parse_caching(&s(&["capacity=1,max_age=2"])).is_ok());
     }
 
     #[test]
