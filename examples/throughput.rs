@@ -1,0 +1,154 @@
+//! Whole-process throughput benchmark.
+//!
+//! ```text
+//! cargo run --release --example throughput -- --op encrypt|decrypt|floor-encrypt|floor-decrypt|aes-gcm \
+//!     --suite 0x0478|0x0578 --size BYTES --seconds S [--threads T] [--cache] [--repeats R]
+//! ```
+//! Uses a raw AES-256 keyring (behind a caching materials manager with `--cache`), one frame per
+//! message up to 1 MiB. `floor-*` runs the same AWS-LC primitives without the message format
+//! (see `benches/floor.rs`) and `aes-gcm` bare AES-256-GCM over the same size, for ratios
+//! measured in the same run. Runs R repeats of S/R seconds
+//! and prints, as its last line,
+//! `op=… suite=… size=… threads=… cache=… ns_per_msg=… mb_per_s=…` (medians over the repeats).
+
+#[path = "../benches/floor.rs"]
+#[allow(dead_code)]
+mod floor;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use esdk::{
+    AlgorithmSuite, CachingCmm, Client, DefaultCmm, EncryptionContext, LocalCache, MaterialsManager, RawAesKeyring,
+};
+
+struct Opts {
+    op: String,
+    suite: AlgorithmSuite,
+    size: usize,
+    seconds: f64,
+    threads: usize,
+    cache: bool,
+    repeats: usize,
+}
+
+fn parse() -> Result<Opts, String> {
+    let mut o = Opts {
+        op: "encrypt".into(),
+        suite: AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        size: 1024,
+        seconds: 5.0,
+        threads: 1,
+        cache: false,
+        repeats: 5,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--op" => o.op = val()?,
+            "--suite" => {
+                let v = val()?;
+                let id = u16::from_str_radix(v.trim_start_matches("0x"), 16).map_err(|e| e.to_string())?;
+                o.suite = AlgorithmSuite::from_id(id).ok_or(format!("unknown suite {v}"))?;
+            }
+            "--size" => o.size = val()?.parse().map_err(|e| format!("--size: {e}"))?,
+            "--seconds" => o.seconds = val()?.parse().map_err(|e| format!("--seconds: {e}"))?,
+            "--threads" => o.threads = val()?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--repeats" => o.repeats = val()?.parse().map_err(|e| format!("--repeats: {e}"))?,
+            "--cache" => o.cache = true,
+            _ => return Err(format!("unknown argument {a}")),
+        }
+    }
+    if !matches!(o.op.as_str(), "encrypt" | "decrypt" | "floor-encrypt" | "floor-decrypt" | "aes-gcm") {
+        return Err(format!("--op {}: expected encrypt, decrypt, floor-encrypt, floor-decrypt or aes-gcm", o.op));
+    }
+    if o.threads == 0 || o.repeats == 0 || !(o.seconds > 0.0) {
+        return Err("--threads, --repeats and --seconds must be positive".into());
+    }
+    Ok(o)
+}
+
+fn main() {
+    let o = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let raw: Arc<dyn MaterialsManager> =
+        Arc::new(DefaultCmm::new(RawAesKeyring::new("bench", "aes-256", &[1u8; 32]).expect("keyring")));
+    let cmm: Arc<dyn MaterialsManager> = if o.cache {
+        Arc::new(
+            CachingCmm::new(raw, Arc::new(LocalCache::new(64).expect("cache")), Duration::from_secs(300)).expect("cmm"),
+        )
+    } else {
+        raw
+    };
+    let client = Arc::new(
+        Client::builder().suite(o.suite).frame_length(o.size.clamp(1, 1 << 20) as u32).build().expect("client"),
+    );
+    let ec: EncryptionContext = [("stream", "orders")].into_iter().collect();
+    let plaintext = Arc::new(vec![0x42u8; o.size]);
+    let message = Arc::new(client.encrypt_blocking(&*cmm, &plaintext, &ec).expect("encrypt"));
+    let floor = Arc::new(floor::Floor::new(o.size));
+    let signed = o.suite.is_signed();
+
+    let per_repeat = Duration::from_secs_f64(o.seconds / o.repeats as f64);
+    let mut ns_per_msg = Vec::new();
+    let mut mb_per_s = Vec::new();
+    for _ in 0..o.repeats {
+        let start = Instant::now();
+        let handles: Vec<_> = (0..o.threads)
+            .map(|_| {
+                let (client, cmm, ec, plaintext, message, floor, op) = (
+                    client.clone(),
+                    cmm.clone(),
+                    ec.clone(),
+                    plaintext.clone(),
+                    message.clone(),
+                    floor.clone(),
+                    o.op.clone(),
+                );
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    let mut buf = vec![0u8; plaintext.len()];
+                    let mut out = Vec::with_capacity(plaintext.len());
+                    let gcm = floor::Floor::gcm_key();
+                    while start.elapsed() < per_repeat {
+                        for _ in 0..8 {
+                            match op.as_str() {
+                                "encrypt" => drop(client.encrypt_blocking(&*cmm, &plaintext, &ec).expect("encrypt")),
+                                "decrypt" => drop(client.decrypt_blocking(&*cmm, &message, None).expect("decrypt")),
+                                "floor-encrypt" => floor.encrypt(&mut buf, signed),
+                                "aes-gcm" => floor::Floor::gcm_only(&gcm, &mut buf),
+                                _ => floor.decrypt(&mut out, signed),
+                            }
+                            n += 1;
+                        }
+                    }
+                    n
+                })
+            })
+            .collect();
+        let total: u64 = handles.into_iter().map(|h| h.join().expect("worker")).sum();
+        let elapsed = start.elapsed().as_secs_f64();
+        ns_per_msg.push(elapsed * 1e9 / total as f64);
+        mb_per_s.push(total as f64 * o.size as f64 / elapsed / 1e6);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "op={} suite=0x{:04x} size={} threads={} cache={} ns_per_msg={:.0} mb_per_s={:.1}",
+        o.op,
+        o.suite.id(),
+        o.size,
+        o.threads,
+        o.cache,
+        median(&mut ns_per_msg),
+        median(&mut mb_per_s)
+    );
+}
