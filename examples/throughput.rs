@@ -63,7 +63,7 @@ fn parse() -> Result<Opts, String> {
     if !matches!(o.op.as_str(), "encrypt" | "decrypt" | "floor-encrypt" | "floor-decrypt" | "aes-gcm") {
         return Err(format!("--op {}: expected encrypt, decrypt, floor-encrypt, floor-decrypt or aes-gcm", o.op));
     }
-    if o.threads == 0 || o.repeats == 0 || !(o.seconds > 0.0) {
+    if o.threads == 0 || o.repeats == 0 || o.seconds.is_nan() || o.seconds <= 0.0 {
         return Err("--threads, --repeats and --seconds must be positive".into());
     }
     Ok(o)

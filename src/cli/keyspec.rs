@@ -187,7 +187,7 @@ pub fn parse_caching(attrs: &[String]) -> Result<CachingSpec, String> {
             "capacity" => capacity = Some(int(v)?),
             "max_age" => {
                 let secs: f64 = v.parse().map_err(|_| format!("max_age={v}: not a number of seconds"))?;
-                if !(secs > 0.0 && secs.is_finite()) {
+                if secs.is_nan() || secs <= 0.0 || secs.is_infinite() {
                     return Err(format!("max_age={v}: must be greater than 0"));
                 }
                 max_age = Some(std::time::Duration::from_secs_f64(secs));
