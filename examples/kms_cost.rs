@@ -33,15 +33,33 @@ impl KmsClient for Counted {
     fn region(&self) -> Option<&str> {
         self.inner.region()
     }
-    async fn generate_data_key(&self, k: &str, n: usize, ec: &EncryptionContext, g: &[String]) -> Result<GenerateDataKeyOutput, KmsError> {
+    async fn generate_data_key(
+        &self,
+        k: &str,
+        n: usize,
+        ec: &EncryptionContext,
+        g: &[String],
+    ) -> Result<GenerateDataKeyOutput, KmsError> {
         self.generate.fetch_add(1, Ordering::Relaxed);
         self.inner.generate_data_key(k, n, ec, g).await
     }
-    async fn encrypt(&self, k: &str, p: &[u8], ec: &EncryptionContext, g: &[String]) -> Result<EncryptOutput, KmsError> {
+    async fn encrypt(
+        &self,
+        k: &str,
+        p: &[u8],
+        ec: &EncryptionContext,
+        g: &[String],
+    ) -> Result<EncryptOutput, KmsError> {
         self.encrypt.fetch_add(1, Ordering::Relaxed);
         self.inner.encrypt(k, p, ec, g).await
     }
-    async fn decrypt(&self, k: &str, c: &[u8], ec: &EncryptionContext, g: &[String]) -> Result<DecryptOutput, KmsError> {
+    async fn decrypt(
+        &self,
+        k: &str,
+        c: &[u8],
+        ec: &EncryptionContext,
+        g: &[String],
+    ) -> Result<DecryptOutput, KmsError> {
         self.decrypt.fetch_add(1, Ordering::Relaxed);
         self.inner.decrypt(k, c, ec, g).await
     }

@@ -195,13 +195,33 @@ impl Client {
         &self.header_limits
     }
 
-    /// Exact length of the message `encrypt` writes for `plaintext_len` bytes, given the header
-    /// it will carry; for signed suites the footer is counted at the curve's largest signature.
+    /// Exact length of the message this client writes for `plaintext_len` bytes under `header`
+    /// (signatures have a fixed length, so this holds for signed suites too).
     pub fn ciphertext_len(&self, header: &MessageHeader, plaintext_len: u64) -> u64 {
-        let footer = header.suite().signature().map_or(0, |c| 2 + c.max_signature_len() as u64);
+        let footer = header.suite().signature().map_or(0, |c| 2 + crate::crypto::signature_len::fixed_len(c) as u64);
         (header.body_len() + header.auth_len()) as u64
             + body::framed_body_len(plaintext_len, self.frame_length)
             + footer
+    }
+
+    /// The largest plaintext whose message under `header` fits in `ciphertext_budget` bytes, or
+    /// `None` if not even an empty plaintext fits. The inverse of [`Self::ciphertext_len`].
+    pub fn max_plaintext_len(&self, header: &MessageHeader, ciphertext_budget: u64) -> Option<u64> {
+        let max = u64::from(u32::MAX) * u64::from(self.frame_length);
+        if self.ciphertext_len(header, 0) > ciphertext_budget {
+            return None;
+        }
+        // ciphertext_len is monotone in the plaintext length: binary search.
+        let (mut lo, mut hi) = (0u64, max);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if self.ciphertext_len(header, mid) <= ciphertext_budget {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Some(lo)
     }
 
     /// Encrypts `plaintext` into one ESDK message.

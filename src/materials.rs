@@ -161,8 +161,16 @@ impl SigningKey {
         &self.public_key
     }
 
+    /// Signs with a signature of the curve's fixed length (see `crypto::signature_len`), so
+    /// message sizes are exact before encryption.
     pub(crate) fn sign_digest(&self, digest: &[u8]) -> Result<Vec<u8>> {
-        self.inner.sign_digest(digest)
+        for _ in 0..32 {
+            let der = self.inner.sign_digest(digest)?;
+            if let Some(fixed) = crate::crypto::signature_len::fix_length(self.curve, &der) {
+                return Ok(fixed);
+            }
+        }
+        Err(Error::Crypto("could not produce a fixed-length ECDSA signature"))
     }
 }
 

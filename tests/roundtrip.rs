@@ -95,7 +95,7 @@ proptest! {
             let cmm = DefaultCmm::from_arc(build(&spec, backend)).with_backend(backend);
             let client = client_for(suite, frame_length, backend);
             let message = client.encrypt_blocking(&cmm, &plaintext, &ec).unwrap();
-            prop_assert_eq!(message.len() as u64 <= client_bound(&client, &message, plaintext.len()), true);
+            prop_assert_eq!(message.len() as u64, predicted_len(&client, &message, plaintext.len()), "exact size prediction");
             // Decrypt on every backend, with and without the expected context.
             for &other in Backend::all() {
                 let dec_cmm = DefaultCmm::from_arc(build(&spec, other)).with_backend(other);
@@ -108,6 +108,25 @@ proptest! {
                 }
                 let out = dec_client.decrypt_blocking(&dec_cmm, &message, None).unwrap();
                 prop_assert_eq!(&out.plaintext, &plaintext);
+            }
+        }
+    }
+
+    #[test]
+    fn max_plaintext_len_inverts_ciphertext_len(
+        frame_length in prop_oneof![1u32..64, Just(4096u32), Just(1 << 20)],
+        suite in suite(),
+        budget in 200u64..3_000_000,
+    ) {
+        let client = client_for(suite, frame_length, Backend::default());
+        let cmm = DefaultCmm::new(aes(32, Backend::default()));
+        let message = client.encrypt_blocking(&cmm, b"", &EncryptionContext::new()).unwrap();
+        let (header, _) = esdk::MessageHeader::parse(&message, &esdk::HeaderLimits::default()).unwrap();
+        match client.max_plaintext_len(&header, budget) {
+            None => prop_assert!(client.ciphertext_len(&header, 0) > budget),
+            Some(n) => {
+                prop_assert!(client.ciphertext_len(&header, n) <= budget);
+                prop_assert!(client.ciphertext_len(&header, n + 1) > budget);
             }
         }
     }
@@ -135,8 +154,8 @@ proptest! {
     }
 }
 
-/// Upper bound from the client's size prediction (signatures may be a few bytes shorter).
-fn client_bound(client: &Client, message: &[u8], plaintext_len: usize) -> u64 {
+/// The client's size prediction for the message's header and plaintext length.
+fn predicted_len(client: &Client, message: &[u8], plaintext_len: usize) -> u64 {
     let (header, _) = esdk::MessageHeader::parse(message, &esdk::HeaderLimits::default()).unwrap();
     client.ciphertext_len(&header, plaintext_len as u64)
 }

@@ -24,6 +24,7 @@ mod aws_lc;
 pub(crate) mod kdf;
 #[cfg(feature = "rustcrypto")]
 mod rust_crypto;
+pub(crate) mod signature_len;
 
 #[cfg(not(any(feature = "aws-lc-rs", feature = "rustcrypto")))]
 compile_error!("enable at least one crypto backend feature: `aws-lc-rs` or `rustcrypto`");

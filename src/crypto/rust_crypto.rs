@@ -3,7 +3,7 @@
 use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{aes, AesGcm};
-use ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
+use ecdsa::signature::hazmat::{PrehashVerifier, RandomizedPrehashSigner};
 use rand_core::OsRng;
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use sha2::Digest;
@@ -67,15 +67,18 @@ impl EcdsaSigner for SigningKey {
         })
     }
 
+    /// Hedged signing (RFC 6979 nonce mixed with fresh randomness): a repeated call yields a new
+    /// signature, which fixed-length signing relies on.
     fn sign_digest(&self, digest: &[u8]) -> Result<Vec<u8>> {
         let fail = |_| Error::Crypto("ECDSA signing failed");
+        let mut rng = OsRng;
         Ok(match self {
             Self::P256(k) => {
-                let sig: p256::ecdsa::Signature = k.sign_prehash(digest).map_err(fail)?;
+                let sig: p256::ecdsa::Signature = k.sign_prehash_with_rng(&mut rng, digest).map_err(fail)?;
                 sig.to_der().as_bytes().to_vec()
             }
             Self::P384(k) => {
-                let sig: p384::ecdsa::Signature = k.sign_prehash(digest).map_err(fail)?;
+                let sig: p384::ecdsa::Signature = k.sign_prehash_with_rng(&mut rng, digest).map_err(fail)?;
                 sig.to_der().as_bytes().to_vec()
             }
         })
