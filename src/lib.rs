@@ -24,7 +24,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-#[cfg(feature = "cli")]
+#[cfg(feature = "cli-keyspec")]
 pub mod cli;
 pub mod client;
 pub mod cmm;

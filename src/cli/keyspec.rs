@@ -187,10 +187,12 @@ pub fn parse_caching(attrs: &[String]) -> Result<CachingSpec, String> {
             "capacity" => capacity = Some(int(v)?),
             "max_age" => {
                 let secs: f64 = v.parse().map_err(|_| format!("max_age={v}: not a number of seconds"))?;
-                if secs.is_nan() || secs <= 0.0 || secs.is_infinite() {
+                if secs.is_nan() || secs <= 0.0 {
                     return Err(format!("max_age={v}: must be greater than 0"));
                 }
-                max_age = Some(std::time::Duration::from_secs_f64(secs));
+                let age = std::time::Duration::try_from_secs_f64(secs)
+                    .map_err(|_| format!("max_age={v}: too large for a duration"))?;
+                max_age = Some(age);
             }
             "max_messages_encrypted" => max_messages = Some(int(v)?),
             "max_bytes_encrypted" => max_bytes = Some(int(v)?),
@@ -263,6 +265,14 @@ mod tests {
         assert!(parse_caching(&s(&["capacity=1"])).is_err());
         assert!(parse_caching(&s(&["capacity=1", "max_age=-1"])).is_err());
         assert!(parse_caching(&s(&["capacity=1,max_age=2"])).is_ok());
+    }
+
+    /// Found by the `keyspec` fuzz target: an enormous max_age panicked in `Duration::from_secs_f64`.
+    #[test]
+    fn fuzz_keyspec_huge_max_age_is_an_error_not_a_panic() {
+        let err = parse_caching(&s(&["capacity=10", "max_age=88888888888888888860.500"])).unwrap_err();
+        assert!(err.contains("too large"), "{err}");
+        assert!(parse_caching(&s(&["capacity=10", "max_age=inf"])).is_err());
     }
 
     #[test]
