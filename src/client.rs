@@ -15,7 +15,7 @@ use crate::decryptor::{Decryptor, Step};
 use crate::encryptor::Encryptor;
 use crate::error::{Error, Result};
 use crate::format::body::{self, MAX_NON_FRAMED_CONTENT_LEN};
-use crate::format::header::{self, HeaderLimits, MessageHeader, ParsedHeader};
+use crate::format::header::{self, ContentType, HeaderLimits, MessageHeader, ParsedHeader};
 use crate::materials::{DecryptionMaterials, EncryptionMaterials};
 use crate::policy::CommitmentPolicy;
 use crate::suite::AlgorithmSuite;
@@ -195,19 +195,25 @@ impl Client {
         &self.header_limits
     }
 
-    /// Exact length of the message this client writes for `plaintext_len` bytes under `header`
-    /// (signatures have a fixed length, so this holds for signed suites too).
+    /// Exact length of a message with `header` carrying `plaintext_len` bytes, as this crate
+    /// writes it (signatures have a fixed length, so this holds for signed suites too). Uses the
+    /// header's own content type and frame length.
     pub fn ciphertext_len(&self, header: &MessageHeader, plaintext_len: u64) -> u64 {
         let footer = header.suite().signature().map_or(0, |c| 2 + crate::crypto::signature_len::fixed_len(c) as u64);
-        (header.body_len() + header.auth_len()) as u64
-            + body::framed_body_len(plaintext_len, self.frame_length)
-            + footer
+        let body = match header.content_type() {
+            ContentType::Framed => body::framed_body_len(plaintext_len, header.frame_length().max(1)),
+            ContentType::NonFramed => body::NON_FRAMED_OVERHEAD as u64 + plaintext_len,
+        };
+        (header.body_len() + header.auth_len()) as u64 + body + footer
     }
 
     /// The largest plaintext whose message under `header` fits in `ciphertext_budget` bytes, or
     /// `None` if not even an empty plaintext fits. The inverse of [`Self::ciphertext_len`].
     pub fn max_plaintext_len(&self, header: &MessageHeader, ciphertext_budget: u64) -> Option<u64> {
-        let max = u64::from(u32::MAX) * u64::from(self.frame_length);
+        let max = match header.content_type() {
+            ContentType::Framed => u64::from(u32::MAX) * u64::from(header.frame_length().max(1)),
+            ContentType::NonFramed => body::MAX_NON_FRAMED_CONTENT_LEN,
+        };
         if self.ciphertext_len(header, 0) > ciphertext_budget {
             return None;
         }
