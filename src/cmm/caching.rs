@@ -348,6 +348,31 @@ impl CachingCmm {
     }
 }
 
+impl CachingCmm {
+    /// Runs `fetch` for an entry at most once at a time: concurrent misses for `id` wait for the
+    /// first and then find its result through `take`. Failures are returned, never stored.
+    async fn single_flight<T, F>(&self, id: &EntryId, take: impl Fn() -> Result<Option<T>>, fetch: F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
+        let flight = self.cache.flight(id)?;
+        let result = async {
+            let _guard = flight.lock().await;
+            match take()? {
+                Some(found) => Ok(found),
+                None => {
+                    CacheStats::bump(&self.cache.stats.underlying_calls);
+                    fetch.await
+                }
+            }
+        }
+        .await;
+        drop(flight);
+        self.cache.land(id);
+        result
+    }
+}
+
 fn put_context(buf: &mut Vec<u8>, ec: &crate::context::EncryptionContext) {
     buf.extend_from_slice(&(ec.serialized_len() as u32).to_be_bytes());
     ec.serialize_into(buf);
@@ -379,29 +404,15 @@ impl MaterialsManager for CachingCmm {
             return Ok(m);
         }
         CacheStats::bump(&self.cache.stats.misses);
-        let flight = self.cache.flight(&id)?;
-        let result = {
-            let _guard = flight.lock().await;
-            // Another task may have filled the entry while this one waited.
-            match self.take_encrypt(&id, len)? {
-                Some(m) => Ok(m),
-                None => {
-                    request.max_plaintext_length = Some(self.max_bytes);
-                    CacheStats::bump(&self.cache.stats.underlying_calls);
-                    match self.underlying.get_encryption_materials(request).await {
-                        Ok(m) => {
-                            let copy = m.duplicate();
-                            self.cache.insert(id, Cached::Encrypt(m), 1, len)?;
-                            Ok(copy)
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-            }
-        };
-        drop(flight);
-        self.cache.land(&id);
-        result
+        let this = self;
+        self.single_flight(&id, || this.take_encrypt(&id, len), async move {
+            request.max_plaintext_length = Some(this.max_bytes);
+            let m = this.underlying.get_encryption_materials(request).await?;
+            let copy = m.duplicate();
+            this.cache.insert(id, Cached::Encrypt(m), 1, len)?;
+            Ok(copy)
+        })
+        .await
     }
 
     async fn decrypt_materials(&self, request: DecryptMaterialsRequest<'_>) -> Result<DecryptionMaterials> {
@@ -416,26 +427,13 @@ impl MaterialsManager for CachingCmm {
             return Ok(m);
         }
         CacheStats::bump(&self.cache.stats.misses);
-        let flight = self.cache.flight(&id)?;
-        let result = {
-            let _guard = flight.lock().await;
-            match self.take_decrypt(&id)? {
-                Some(m) => Ok(m),
-                None => {
-                    CacheStats::bump(&self.cache.stats.underlying_calls);
-                    match self.underlying.decrypt_materials(request).await {
-                        Ok(m) => {
-                            let copy = m.fork();
-                            self.cache.insert(id, Cached::Decrypt(m), 0, 0)?;
-                            Ok(copy)
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-            }
-        };
-        drop(flight);
-        self.cache.land(&id);
-        result
+        let this = self;
+        self.single_flight(&id, || this.take_decrypt(&id), async move {
+            let m = this.underlying.decrypt_materials(request).await?;
+            let copy = m.fork();
+            this.cache.insert(id, Cached::Decrypt(m), 0, 0)?;
+            Ok(copy)
+        })
+        .await
     }
 }
