@@ -66,11 +66,18 @@ pub fn mrk_multi_keyring(
     })
 }
 
-fn check_regions(regions: &[&str]) -> Result<()> {
+/// One keyring per Region (built by `build` from that Region's client), all children of a
+/// multi-keyring with no generator (`aws-kms-multi-keyrings.md`, discovery constructors).
+fn per_region(
+    regions: &[&str],
+    supplier: &dyn ClientSupplier,
+    build: impl Fn(&str, Arc<dyn super::KmsClient>) -> Result<Arc<dyn Keyring>>,
+) -> Result<MultiKeyring> {
     if regions.is_empty() || regions.iter().any(|r| r.is_empty()) {
         return Err(Error::InvalidConfig("discovery needs at least one non-empty Region".into()));
     }
-    Ok(())
+    let children = regions.iter().map(|r| build(r, supplier.client(r)?)).collect::<Result<Vec<_>>>()?;
+    MultiKeyring::new(None, children)
 }
 
 /// One discovery keyring per Region, all children of a multi-keyring (no generator).
@@ -80,17 +87,13 @@ pub fn discovery_multi_keyring(
     supplier: &dyn ClientSupplier,
     grant_tokens: &[String],
 ) -> Result<MultiKeyring> {
-    check_regions(regions)?;
-    let mut children: Vec<Arc<dyn Keyring>> = Vec::new();
-    for region in regions {
-        let client = supplier.client(region)?;
+    per_region(regions, supplier, |_, client| {
         let ring = match &filter {
             Some(f) => KmsDiscoveryKeyring::with_filter(client, f.clone()),
             None => KmsDiscoveryKeyring::new(client),
         };
-        children.push(Arc::new(ring.with_grant_tokens(grant_tokens.to_vec())));
-    }
-    MultiKeyring::new(None, children)
+        Ok(Arc::new(ring.with_grant_tokens(grant_tokens.to_vec())))
+    })
 }
 
 /// One MRK-aware discovery keyring per Region, all children of a multi-keyring.
@@ -100,11 +103,8 @@ pub fn mrk_discovery_multi_keyring(
     supplier: &dyn ClientSupplier,
     grant_tokens: &[String],
 ) -> Result<MultiKeyring> {
-    check_regions(regions)?;
-    let mut children: Vec<Arc<dyn Keyring>> = Vec::new();
-    for region in regions {
-        let ring = KmsMrkDiscoveryKeyring::new(supplier.client(region)?, region, filter.clone())?;
-        children.push(Arc::new(ring.with_grant_tokens(grant_tokens.to_vec())));
-    }
-    MultiKeyring::new(None, children)
+    per_region(regions, supplier, |region, client| {
+        let ring = KmsMrkDiscoveryKeyring::new(client, region, filter.clone())?;
+        Ok(Arc::new(ring.with_grant_tokens(grant_tokens.to_vec())))
+    })
 }
