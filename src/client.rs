@@ -237,6 +237,29 @@ impl Client {
         plaintext: &[u8],
         encryption_context: &EncryptionContext,
     ) -> Result<Vec<u8>> {
+        self.encrypt_bounded(cmm, plaintext, encryption_context, None).await
+    }
+
+    /// As [`Self::encrypt`], but refuses with [`Error::TooLargeAfterEncryption`] when the message
+    /// would be longer than `max_ciphertext_len`. The exact length is predicted from the header
+    /// before any body is encrypted.
+    pub async fn encrypt_with_limit(
+        &self,
+        cmm: &dyn MaterialsManager,
+        plaintext: &[u8],
+        encryption_context: &EncryptionContext,
+        max_ciphertext_len: u64,
+    ) -> Result<Vec<u8>> {
+        self.encrypt_bounded(cmm, plaintext, encryption_context, Some(max_ciphertext_len)).await
+    }
+
+    async fn encrypt_bounded(
+        &self,
+        cmm: &dyn MaterialsManager,
+        plaintext: &[u8],
+        encryption_context: &EncryptionContext,
+        limit: Option<u64>,
+    ) -> Result<Vec<u8>> {
         let max_len = u64::from(u32::MAX) * u64::from(self.frame_length);
         if plaintext.len() as u64 > max_len {
             return Err(Error::LimitExceeded {
@@ -248,7 +271,16 @@ impl Client {
         let materials = self.encryption_materials(cmm, encryption_context, Some(plaintext.len() as u64)).await?;
         let mut out = Vec::new();
         let (mut enc, header) = self.start_encryptor(materials, &mut out)?;
-        out.reserve_exact((self.ciphertext_len(&header, plaintext.len() as u64) as usize).saturating_sub(out.len()));
+        let predicted = self.ciphertext_len(&header, plaintext.len() as u64);
+        if let Some(limit) = limit.filter(|&l| predicted > l) {
+            return Err(Error::TooLargeAfterEncryption {
+                plaintext_len: plaintext.len() as u64,
+                predicted_len: predicted,
+                limit,
+                max_plaintext: self.max_plaintext_len(&header, limit),
+            });
+        }
+        out.reserve_exact((predicted as usize).saturating_sub(out.len()));
         let frame = enc.frame_len() as usize;
         let (regular, _) = body::split_frames(plaintext.len() as u64, enc.frame_len());
         let regular_bytes = regular as usize * frame;

@@ -54,6 +54,8 @@ pub enum ErrorKind {
     LimitExceeded,
     /// Bytes follow a complete message.
     TrailingData,
+    /// The encrypted message would exceed the caller's size limit (e.g. a Kinesis record).
+    TooLargeAfterEncryption,
     /// The crypto backend failed unexpectedly.
     Crypto,
     /// Reading or writing a stream failed.
@@ -230,6 +232,18 @@ pub enum Error {
         /// The configured limit.
         limit: u64,
     },
+    /// The message would exceed the caller's size limit; nothing was encrypted or sent.
+    #[error("{plaintext_len} bytes of plaintext would encrypt to {predicted_len} bytes, above the limit of {limit} bytes{}; split the payload or raise the limit", match max_plaintext { Some(m) => format!(" (at most {m} bytes of plaintext fit)"), None => " (not even an empty payload fits)".into() })]
+    TooLargeAfterEncryption {
+        /// Plaintext length.
+        plaintext_len: u64,
+        /// Exact length the message would have (plus any per-record overhead the caller counts).
+        predicted_len: u64,
+        /// The limit.
+        limit: u64,
+        /// The largest plaintext that fits, if any.
+        max_plaintext: Option<u64>,
+    },
     /// Bytes follow a complete message.
     #[error("{0} unexpected byte(s) after the end of a complete message; decrypt one message at a time")]
     TrailingData(usize),
@@ -280,6 +294,7 @@ impl Error {
             Self::InvalidKey(_) => ErrorKind::InvalidKey,
             Self::LimitExceeded { .. } => ErrorKind::LimitExceeded,
             Self::TrailingData(_) => ErrorKind::TrailingData,
+            Self::TooLargeAfterEncryption { .. } => ErrorKind::TooLargeAfterEncryption,
             Self::Crypto(_) => ErrorKind::Crypto,
             Self::Io(_) => ErrorKind::Io,
         }

@@ -24,6 +24,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "kms")]
+mod aws_error;
 #[cfg(feature = "cli-keyspec")]
 pub mod cli;
 pub mod client;
@@ -35,8 +37,11 @@ mod encryptor;
 pub mod error;
 pub mod format;
 pub mod keyring;
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
 pub mod materials;
 pub mod policy;
+pub mod record;
 pub mod stream;
 pub mod suite;
 

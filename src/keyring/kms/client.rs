@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use aws_sdk_kms::config::http::HttpResponse;
-use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 
 use crate::context::EncryptionContext;
@@ -46,21 +46,6 @@ impl fmt::Display for KmsError {
     }
 }
 
-/// Codes that mean "try again later" (`ThrottlingException` and KMS's own transient faults).
-const TRANSIENT_CODES: &[&str] = &[
-    "ThrottlingException",
-    "Throttling",
-    "ThrottledException",
-    "RequestLimitExceeded",
-    "LimitExceededException",
-    "TooManyRequestsException",
-    "KMSInternalException",
-    "DependencyTimeoutException",
-    "KeyUnavailableException",
-    "ServiceUnavailable",
-    "InternalFailure",
-];
-
 impl KmsError {
     /// Builds an error from a service error code, classifying it.
     pub fn from_code(operation: &'static str, key_id: &str, code: &str, message: &str, status: Option<u16>) -> Self {
@@ -69,7 +54,7 @@ impl KmsError {
             key_id: key_id.to_owned(),
             code: code.to_owned(),
             message: message.to_owned(),
-            retryable: TRANSIENT_CODES.contains(&code) || status.is_some_and(|s| s >= 500),
+            retryable: crate::aws_error::is_transient(code, status),
         }
     }
 }
@@ -207,27 +192,8 @@ fn classify<E>(operation: &'static str, key_id: &str, err: SdkError<E, HttpRespo
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let transport = |code: &str, retryable: bool, err: &SdkError<E, HttpResponse>| KmsError {
-        operation,
-        key_id: key_id.to_owned(),
-        code: code.to_owned(),
-        message: DisplayErrorContext(err).to_string(),
-        retryable,
-    };
-    match &err {
-        SdkError::TimeoutError(_) => transport("Timeout", true, &err),
-        SdkError::DispatchFailure(d) => {
-            let retryable = !d.is_user();
-            transport(if d.is_timeout() { "Timeout" } else { "DispatchFailure" }, retryable, &err)
-        }
-        SdkError::ResponseError(_) => transport("ResponseError", true, &err),
-        SdkError::ServiceError(se) => {
-            let code = se.err().code().unwrap_or("Unknown");
-            let message = se.err().message().unwrap_or_default();
-            KmsError::from_code(operation, key_id, code, message, Some(se.raw().status().as_u16()))
-        }
-        _ => transport("ConstructionFailure", false, &err),
-    }
+    let f = crate::aws_error::classify(&err);
+    KmsError { operation, key_id: key_id.to_owned(), code: f.code, message: f.message, retryable: f.retryable }
 }
 
 fn context_map(ec: &EncryptionContext) -> Option<HashMap<String, String>> {

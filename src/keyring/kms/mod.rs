@@ -8,6 +8,7 @@
 mod arn;
 mod client;
 mod discovery;
+mod metered;
 mod multi;
 mod strict;
 
@@ -17,6 +18,7 @@ pub use client::{
     GenerateDataKeyOutput, KmsClient, KmsError,
 };
 pub use discovery::{DiscoveryFilter, KmsDiscoveryKeyring, KmsMrkDiscoveryKeyring};
+pub use metered::{KmsCallCounts, MeteredKmsClient};
 pub use multi::{discovery_multi_keyring, mrk_discovery_multi_keyring, mrk_multi_keyring, strict_multi_keyring};
 pub use strict::{KmsKeyring, KmsMrkKeyring};
 

@@ -1,0 +1,269 @@
+//! `PutRecords` batching shared by the producer and the replicator: Kinesis limits, retries of
+//! failed entries only, and per-partition-key order.
+//!
+//! Kinesis does not order the records of one `PutRecords` request relative to each other when some
+//! fail (a later record of a key can succeed while an earlier one is throttled). So a round sends
+//! at most one record per partition key; the next record of that key goes in a later round, after
+//! the earlier one has succeeded. When a record fails for good, the later records of its key are
+//! not sent either (reported as such), so a caller can re-put them in order.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use bytes::Bytes;
+
+use super::{backoff, KinesisError};
+use crate::record::DEFAULT_RECORD_LIMIT;
+
+/// Kinesis' `PutRecords` limits and this crate's retry policy.
+#[derive(Clone, Debug)]
+pub struct PutConfig {
+    /// Records per request (Kinesis: at most 500).
+    pub max_records_per_request: usize,
+    /// Bytes per request, data plus partition keys (Kinesis: at most 5 MiB).
+    pub max_request_bytes: usize,
+    /// Bytes per record, data plus partition key (the stream's record limit).
+    pub record_limit: usize,
+    /// Attempts per record before it is reported as failed.
+    pub max_attempts: u32,
+    /// First backoff after a round with failures.
+    pub base_backoff: Duration,
+    /// Longest backoff.
+    pub max_backoff: Duration,
+}
+
+impl Default for PutConfig {
+    fn default() -> Self {
+        Self {
+            max_records_per_request: 500,
+            max_request_bytes: 5 << 20,
+            record_limit: DEFAULT_RECORD_LIMIT as usize,
+            max_attempts: 8,
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PutConfig {
+    pub(crate) fn validate(&self) -> super::Result<()> {
+        if !(1..=500).contains(&self.max_records_per_request)
+            || !(1..=5 << 20).contains(&self.max_request_bytes)
+            || !(1..=10 << 20).contains(&self.record_limit)
+            || self.max_attempts == 0
+        {
+            return Err(KinesisError::InvalidConfig(format!(
+                "PutRecords limits out of range: {} records (1..=500), {} request bytes (1..=5 MiB), {} record bytes (1..=10 MiB), {} attempts (>= 1)",
+                self.max_records_per_request, self.max_request_bytes, self.record_limit, self.max_attempts
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What happened to one entry.
+#[derive(Debug)]
+pub(crate) enum EntryOutcome {
+    Put { sequence_number: String, shard_id: String },
+    Failed(KinesisError),
+}
+
+/// Counters of one `put_ordered` call.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PutStats {
+    pub requests: u64,
+    pub retried_entries: u64,
+}
+
+/// Puts `entries` (partition key, data) in order per key; returns one outcome per entry.
+pub(crate) async fn put_ordered(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    entries: &[(&str, &Bytes)],
+    cfg: &PutConfig,
+) -> (Vec<EntryOutcome>, PutStats) {
+    let n = entries.len();
+    let mut outcomes: Vec<Option<EntryOutcome>> = (0..n).map(|_| None).collect();
+    let mut attempts = vec![0u32; n];
+    let mut stats = PutStats::default();
+    let mut pending: VecDeque<usize> = VecDeque::with_capacity(n);
+    for (i, (key, data)) in entries.iter().enumerate() {
+        let billed = key.len() + data.len();
+        if billed > cfg.record_limit {
+            outcomes[i] = Some(EntryOutcome::Failed(KinesisError::InvalidConfig(format!(
+                "record of {billed} bytes (data plus partition key) exceeds the stream's record limit of {} bytes",
+                cfg.record_limit
+            ))));
+        } else {
+            pending.push_back(i);
+        }
+    }
+    fail_followers(entries, &mut outcomes, &mut pending);
+
+    let mut round = 0u32;
+    while !pending.is_empty() {
+        // The first pending record of each partition key.
+        let mut keys = HashSet::new();
+        let selected: Vec<usize> = pending.iter().copied().filter(|&i| keys.insert(entries[i].0)).collect();
+        let mut any_failed = false;
+        for request in split_requests(entries, &selected, cfg) {
+            stats.requests += 1;
+            let records: Vec<PutRecordsRequestEntry> = request
+                .iter()
+                .map(|&i| {
+                    PutRecordsRequestEntry::builder()
+                        .partition_key(entries[i].0)
+                        .data(Blob::new(entries[i].1.to_vec()))
+                        .build()
+                        .expect("data and partition key are set")
+                })
+                .collect();
+            let sent = client.put_records().stream_name(stream).set_records(Some(records)).send().await;
+            match sent {
+                Ok(resp) => {
+                    for (&i, r) in request.iter().zip(resp.records()) {
+                        attempts[i] += 1;
+                        match (r.error_code(), r.sequence_number(), r.shard_id()) {
+                            (None, Some(seq), Some(shard)) => {
+                                outcomes[i] = Some(EntryOutcome::Put {
+                                    sequence_number: seq.to_owned(),
+                                    shard_id: shard.to_owned(),
+                                })
+                            }
+                            (code, _, _) => {
+                                any_failed = true;
+                                let code = code.unwrap_or("MissingSequenceNumber");
+                                if attempts[i] >= cfg.max_attempts {
+                                    outcomes[i] = Some(EntryOutcome::Failed(KinesisError::Kinesis {
+                                        operation: "PutRecords",
+                                        stream: stream.to_owned(),
+                                        code: code.to_owned(),
+                                        message: format!(
+                                            "{} (after {} attempts)",
+                                            r.error_message().unwrap_or_default(),
+                                            attempts[i]
+                                        ),
+                                        retryable: true,
+                                    }));
+                                }
+                            }
+                        }
+                    }
+                    // A response with fewer entries than sent: the rest count as failed attempts.
+                    for &i in request.iter().skip(resp.records().len()) {
+                        attempts[i] += 1;
+                        any_failed = true;
+                    }
+                }
+                Err(e) => {
+                    any_failed = true;
+                    let err = KinesisError::kinesis("PutRecords", stream, &e);
+                    let retryable = err.is_retryable();
+                    for &i in &request {
+                        attempts[i] += 1;
+                        if !retryable || attempts[i] >= cfg.max_attempts {
+                            outcomes[i] = Some(EntryOutcome::Failed(clone_failure(&err, attempts[i])));
+                        }
+                    }
+                }
+            }
+        }
+        pending.retain(|&i| outcomes[i].is_none());
+        fail_followers(entries, &mut outcomes, &mut pending);
+        if any_failed && !pending.is_empty() {
+            stats.retried_entries += pending.iter().filter(|&&i| attempts[i] > 0).count() as u64;
+            tokio::time::sleep(backoff(cfg.base_backoff, cfg.max_backoff, round)).await;
+            round += 1;
+        }
+    }
+    let outcomes = outcomes.into_iter().map(|o| o.expect("every entry is decided when nothing is pending")).collect();
+    (outcomes, stats)
+}
+
+/// Marks the pending records that follow a failed record of the same key as not sent.
+fn fail_followers(entries: &[(&str, &Bytes)], outcomes: &mut [Option<EntryOutcome>], pending: &mut VecDeque<usize>) {
+    let failed_keys: HashSet<&str> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| matches!(o, Some(EntryOutcome::Failed(_))))
+        .map(|(i, _)| entries[i].0)
+        .collect();
+    if failed_keys.is_empty() {
+        return;
+    }
+    pending.retain(|&i| {
+        if failed_keys.contains(entries[i].0) {
+            outcomes[i] = Some(EntryOutcome::Failed(KinesisError::InvalidConfig(format!(
+                "not sent: an earlier record with partition key {:?} failed, and sending this one would reorder the key",
+                entries[i].0
+            ))));
+            false
+        } else {
+            true
+        }
+    });
+}
+
+fn clone_failure(err: &KinesisError, attempts: u32) -> KinesisError {
+    match err {
+        KinesisError::Kinesis { operation, stream, code, message, retryable } => KinesisError::Kinesis {
+            operation,
+            stream: stream.clone(),
+            code: code.clone(),
+            message: format!("{message} (after {attempts} attempts)"),
+            retryable: *retryable,
+        },
+        other => KinesisError::InvalidConfig(other.to_string()),
+    }
+}
+
+/// Splits `selected` (in order) into requests within the record-count and byte limits.
+fn split_requests(entries: &[(&str, &Bytes)], selected: &[usize], cfg: &PutConfig) -> Vec<Vec<usize>> {
+    let mut requests = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0usize;
+    for &i in selected {
+        let billed = entries[i].0.len() + entries[i].1.len();
+        if !current.is_empty()
+            && (current.len() == cfg.max_records_per_request || bytes + billed > cfg.max_request_bytes)
+        {
+            requests.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        current.push(i);
+        bytes += billed;
+    }
+    if !current.is_empty() {
+        requests.push(current);
+    }
+    requests
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_respect_count_and_byte_limits() {
+        let big = Bytes::from(vec![0u8; 1 << 20]);
+        let small = Bytes::from_static(b"x");
+        let keys: Vec<String> = (0..1200).map(|i| format!("k{i}")).collect();
+        let mut entries: Vec<(&str, &Bytes)> = keys.iter().map(|k| (k.as_str(), &small)).collect();
+        for e in entries.iter_mut().take(12) {
+            e.1 = &big;
+        }
+        let cfg = PutConfig { record_limit: (1 << 20) + 10, ..PutConfig::default() };
+        let selected: Vec<usize> = (0..entries.len()).collect();
+        let requests = split_requests(&entries, &selected, &cfg);
+        for r in &requests {
+            assert!(r.len() <= 500);
+            let bytes: usize = r.iter().map(|&i| entries[i].0.len() + entries[i].1.len()).sum();
+            assert!(bytes <= 5 << 20, "{bytes}");
+        }
+        let flat: Vec<usize> = requests.concat();
+        assert_eq!(flat, selected, "order is kept and nothing is lost");
+        assert_eq!(requests[0].len(), 4, "four 1 MiB records (plus keys) fill the first 5 MiB request");
+    }
+}

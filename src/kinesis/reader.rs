@@ -1,0 +1,151 @@
+//! Polling reader over every shard of a stream (`ListShards`, `GetShardIterator`, `GetRecords`),
+//! shared by the replicator's polling loop and consumers.
+
+use std::collections::HashMap;
+
+use aws_sdk_kinesis::types::ShardIteratorType;
+
+use super::{KinesisError, Result, SourceRecord};
+
+/// Where a [`StreamReader`] starts in each shard.
+#[derive(Clone, Debug)]
+pub enum StartPosition {
+    /// The oldest record kept.
+    TrimHorizon,
+    /// Only records put after opening.
+    Latest,
+    /// After the given sequence number per shard (e.g. replication checkpoints); shards not listed
+    /// start at the trim horizon.
+    After(HashMap<String, String>),
+}
+
+struct ShardCursor {
+    shard_id: String,
+    iterator: Option<String>,
+    last_sequence: Option<String>,
+}
+
+/// Reads all shards of one stream, one `GetRecords` per shard per [`Self::poll`].
+pub struct StreamReader {
+    client: aws_sdk_kinesis::Client,
+    stream: String,
+    shards: Vec<ShardCursor>,
+    limit: i32,
+    millis_behind: HashMap<String, i64>,
+}
+
+impl StreamReader {
+    /// Lists the stream's shards and positions an iterator in each.
+    pub async fn open(client: aws_sdk_kinesis::Client, stream: &str, start: StartPosition) -> Result<Self> {
+        let mut shard_ids = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let req = match next.take() {
+                Some(token) => client.list_shards().next_token(token),
+                None => client.list_shards().stream_name(stream),
+            };
+            let out = req.send().await.map_err(|e| KinesisError::kinesis("ListShards", stream, &e))?;
+            shard_ids.extend(out.shards().iter().map(|s| s.shard_id().to_owned()));
+            match out.next_token() {
+                Some(t) => next = Some(t.to_owned()),
+                None => break,
+            }
+        }
+        let mut reader =
+            Self { client, stream: stream.to_owned(), shards: Vec::new(), limit: 1000, millis_behind: HashMap::new() };
+        for shard_id in shard_ids {
+            let (kind, seq) = match &start {
+                StartPosition::TrimHorizon => (ShardIteratorType::TrimHorizon, None),
+                StartPosition::Latest => (ShardIteratorType::Latest, None),
+                StartPosition::After(map) => match map.get(&shard_id) {
+                    Some(seq) => (ShardIteratorType::AfterSequenceNumber, Some(seq.clone())),
+                    None => (ShardIteratorType::TrimHorizon, None),
+                },
+            };
+            let iterator = reader.iterator(&shard_id, kind, seq.as_deref()).await?;
+            reader.shards.push(ShardCursor { shard_id, iterator, last_sequence: seq });
+        }
+        Ok(reader)
+    }
+
+    /// Records per `GetRecords` call (1..=10,000; default 1,000).
+    pub fn with_limit(mut self, limit: i32) -> Self {
+        self.limit = limit.clamp(1, 10_000);
+        self
+    }
+
+    /// The shard ids being read.
+    pub fn shard_ids(&self) -> impl Iterator<Item = &str> {
+        self.shards.iter().map(|s| s.shard_id.as_str())
+    }
+
+    /// The largest `MillisBehindLatest` reported by the last poll of each shard.
+    pub fn millis_behind_latest(&self) -> i64 {
+        self.millis_behind.values().copied().max().unwrap_or(0)
+    }
+
+    async fn iterator(&self, shard_id: &str, kind: ShardIteratorType, seq: Option<&str>) -> Result<Option<String>> {
+        let out = self
+            .client
+            .get_shard_iterator()
+            .stream_name(&self.stream)
+            .shard_id(shard_id)
+            .shard_iterator_type(kind)
+            .set_starting_sequence_number(seq.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| KinesisError::kinesis("GetShardIterator", &self.stream, &e))?;
+        Ok(out.shard_iterator().map(str::to_owned))
+    }
+
+    /// One `GetRecords` per open shard; returns the records in shard order, each shard's in
+    /// sequence order. An expired iterator is renewed after the last record read.
+    pub async fn poll(&mut self) -> Result<Vec<SourceRecord>> {
+        let mut records = Vec::new();
+        for i in 0..self.shards.len() {
+            let Some(iterator) = self.shards[i].iterator.clone() else { continue };
+            let out = match self.client.get_records().shard_iterator(iterator).limit(self.limit).send().await {
+                Ok(out) => out,
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_expired_iterator_exception()) => {
+                    let shard = &self.shards[i];
+                    let (kind, seq) = match &shard.last_sequence {
+                        Some(s) => (ShardIteratorType::AfterSequenceNumber, Some(s.clone())),
+                        None => (ShardIteratorType::TrimHorizon, None),
+                    };
+                    let shard_id = shard.shard_id.clone();
+                    self.shards[i].iterator = self.iterator(&shard_id, kind, seq.as_deref()).await?;
+                    continue;
+                }
+                Err(e) => return Err(KinesisError::kinesis("GetRecords", &self.stream, &e)),
+            };
+            let shard = &mut self.shards[i];
+            if let Some(ms) = out.millis_behind_latest() {
+                self.millis_behind.insert(shard.shard_id.clone(), ms);
+            }
+            for r in out.records() {
+                shard.last_sequence = Some(r.sequence_number().to_owned());
+                records.push(SourceRecord {
+                    shard_id: shard.shard_id.clone(),
+                    sequence_number: r.sequence_number().to_owned(),
+                    partition_key: r.partition_key().unwrap_or_default().to_owned(),
+                    data: bytes::Bytes::copy_from_slice(r.data().as_ref()),
+                    arrival: r.approximate_arrival_timestamp().and_then(|t| std::time::SystemTime::try_from(*t).ok()),
+                });
+            }
+            shard.iterator = out.next_shard_iterator().map(str::to_owned);
+        }
+        Ok(records)
+    }
+
+    /// Re-reads `shard_id` from `sequence_number` (inclusive), e.g. after a partial failure.
+    pub async fn rewind(&mut self, shard_id: &str, sequence_number: &str) -> Result<()> {
+        let iterator = self.iterator(shard_id, ShardIteratorType::AtSequenceNumber, Some(sequence_number)).await?;
+        let shard = self
+            .shards
+            .iter_mut()
+            .find(|s| s.shard_id == shard_id)
+            .ok_or_else(|| KinesisError::InvalidConfig(format!("shard {shard_id} is not read by this reader")))?;
+        shard.iterator = iterator;
+        Ok(())
+    }
+}
