@@ -19,6 +19,10 @@
 //! # Ok::<(), esdk::Error>(())
 //! ```
 //!
+//! With feature `kinesis`, [`kinesis`] adds the replicated-stream layer: an encrypting producer,
+//! a crypto-blind cross-Region replicator and decrypting consumers, on the record codec in
+//! [`record`].
+//!
 //! Crypto backends are chosen at build time (features `aws-lc-rs`, the default, and `rustcrypto`);
 //! see [`crypto`] for which to use for RSA decryption and why.
 #![forbid(unsafe_code)]

@@ -89,6 +89,18 @@ pub enum KinesisError {
         /// What was wrong.
         reason: String,
     },
+    /// A record exceeds the destination stream's per-record limit (data plus partition key).
+    #[error("record of {len} bytes (data plus partition key) exceeds the stream's record limit of {limit} bytes; raise the stream's limit (up to 10 MiB) or split the payload")]
+    RecordTooLarge {
+        /// Data plus partition key.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Not sent because an earlier record with the same partition key failed; sending it would
+    /// reorder the key. Put it again after that record.
+    #[error("not sent: an earlier record with partition key {0:?} failed, and sending this one would reorder the key; put both again in order")]
+    NotSent(String),
     /// A Lambda event could not be read.
     #[error("invalid Kinesis Lambda event: {0}")]
     InvalidEvent(String),
@@ -119,6 +131,7 @@ impl KinesisError {
         match self {
             Self::Esdk(e) => e.is_retryable(),
             Self::Kinesis { retryable, .. } | Self::DynamoDb { retryable, .. } => *retryable,
+            Self::NotSent(_) => true,
             _ => false,
         }
     }

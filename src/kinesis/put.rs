@@ -92,10 +92,8 @@ pub(crate) async fn put_ordered(
     for (i, (key, data)) in entries.iter().enumerate() {
         let billed = key.len() + data.len();
         if billed > cfg.record_limit {
-            outcomes[i] = Some(EntryOutcome::Failed(KinesisError::InvalidConfig(format!(
-                "record of {billed} bytes (data plus partition key) exceeds the stream's record limit of {} bytes",
-                cfg.record_limit
-            ))));
+            outcomes[i] =
+                Some(EntryOutcome::Failed(KinesisError::RecordTooLarge { len: billed, limit: cfg.record_limit }));
         } else {
             pending.push_back(i);
         }
@@ -195,10 +193,7 @@ fn fail_followers(entries: &[(&str, &Bytes)], outcomes: &mut [Option<EntryOutcom
     }
     pending.retain(|&i| {
         if failed_keys.contains(entries[i].0) {
-            outcomes[i] = Some(EntryOutcome::Failed(KinesisError::InvalidConfig(format!(
-                "not sent: an earlier record with partition key {:?} failed, and sending this one would reorder the key",
-                entries[i].0
-            ))));
+            outcomes[i] = Some(EntryOutcome::Failed(KinesisError::NotSent(entries[i].0.to_owned())));
             false
         } else {
             true

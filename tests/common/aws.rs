@@ -78,7 +78,36 @@ impl Endpoint {
                 None,
                 "esdk-tests",
             )))
+            .retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(Duration::from_millis(10)),
+            )
             .build()
+    }
+
+    /// Kinesis client for `region` (3 attempts, 10 ms initial backoff).
+    #[cfg(feature = "kinesis")]
+    pub fn kinesis(&self, region: &str) -> aws_sdk_kinesis::Client {
+        aws_sdk_kinesis::Client::new(&self.sdk_config(region))
+    }
+
+    /// DynamoDB client for `region`.
+    #[cfg(feature = "kinesis")]
+    pub fn dynamodb(&self, region: &str) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk_config(region))
+    }
+
+    /// Creates a stream with `shards` shards (moto makes it ACTIVE at once).
+    #[cfg(feature = "kinesis")]
+    pub async fn create_stream(&self, region: &str, stream: &str, shards: i32) {
+        self.kinesis(region)
+            .create_stream()
+            .stream_name(stream)
+            .shard_count(shards)
+            .send()
+            .await
+            .expect("CreateStream");
     }
 
     /// A single-Region symmetric key; returns its ARN.
@@ -138,6 +167,20 @@ impl Endpoint {
             r#"{{"target": "{target}", "region": "{region}", "count": {count}, "status": 400, "code": "{code}"}}"#
         );
         self.http("POST", "/_fault", &body).await;
+    }
+
+    /// Makes the next `count` requests for `target` (`*` for any) in `region` fail with HTTP
+    /// `status` and `code`.
+    pub async fn inject_fault_status(&self, target: &str, region: &str, count: u32, status: u16, code: &str) {
+        let body = format!(
+            r#"{{"target": "{target}", "region": "{region}", "count": {count}, "status": {status}, "code": "{code}"}}"#
+        );
+        self.http("POST", "/_fault", &body).await;
+    }
+
+    /// Removes the pending faults of one Region only (tests in other Regions keep theirs).
+    pub async fn clear_faults_in(&self, region: &str) {
+        self.http("DELETE", &format!("/_fault?region={region}"), "").await;
     }
 
     pub async fn clear_faults(&self) {
