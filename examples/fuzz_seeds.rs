@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use esdk::record::{CommitTimeInContext, RecordCodec};
 use esdk::{
     AlgorithmSuite, Client, CommitmentPolicy, DefaultCmm, EncryptionContext, MultiKeyring, RawAesKeyring,
     RawRsaKeyring, RsaPadding,
@@ -18,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_public_key_pem(include_str!("../tests/data/rsa-2048-public.pem"))?;
     let cmm = DefaultCmm::new(MultiKeyring::new(Some(Arc::new(aes)), vec![Arc::new(rsa)])?);
     let ec: EncryptionContext = [("stream", "orders"), ("\u{e9}", "\u{1D11E}")].into_iter().collect();
-    for target in ["header", "decrypt", "decrypt_stream", "differential"] {
+    for target in ["header", "record_header", "decrypt", "decrypt_stream", "differential"] {
         std::fs::create_dir_all(root.join(target))?;
     }
     for suite in AlgorithmSuite::ALL {
@@ -32,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let plaintext: Vec<u8> = (0..size as u8).collect();
             let message = client.encrypt_blocking(&cmm, &plaintext, &ec)?;
             let name = format!("seed-{:04x}-{i}", suite.id());
-            for target in ["header", "decrypt", "differential"] {
+            for target in ["header", "record_header", "decrypt", "differential"] {
                 std::fs::write(root.join(target).join(&name), &message)?;
             }
             // decrypt_stream: first byte picks how many read-size bytes follow.
@@ -40,6 +41,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             stream.extend_from_slice(&message);
             std::fs::write(root.join("decrypt_stream").join(&name), stream)?;
         }
+    }
+    // record_header: records as the Kinesis record codec writes them (stream, origin Region and
+    // commit time in the context).
+    let cmm: Arc<dyn esdk::MaterialsManager> = Arc::new(cmm);
+    for (i, mode) in [CommitTimeInContext::default(), CommitTimeInContext::Exact].into_iter().enumerate() {
+        let codec = RecordCodec::builder(cmm.clone(), "orders-cdc", "us-east-1").commit_time(mode).build()?;
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_658_174_400_123);
+        let record = esdk::client::block_on(codec.encrypt("12349999", br#"{"Key": 12349999}"#, Some(t)))?;
+        std::fs::write(root.join("record_header").join(format!("seed-record-{i}")), &record.data)?;
     }
     std::fs::create_dir_all(root.join("encryption_context"))?;
     std::fs::write(root.join("encryption_context/seed-1"), ec.to_bytes()?)?;

@@ -147,3 +147,68 @@ fn raw_aes_keyring_refuses_the_kms_namespace_and_bad_key_sizes() {
     assert!(RawAesKeyring::new("aws-kms-mrk", "k", &[0; 32]).is_err());
     assert!(RawAesKeyring::new("ns", "k", &[0; 20]).is_err());
 }
+
+#[test]
+fn authentic_header_with_a_4_gib_frame_length_is_refused_by_the_frame_limit() {
+    // A genuine message (its header authenticates) announcing 2^32 - 1 byte frames.
+    let client = Client::builder().frame_length(u32::MAX).build().unwrap();
+    let m = client.encrypt_blocking(&cmm(), b"small", &EncryptionContext::new()).unwrap();
+    let err = Client::new().decrypt_blocking(&cmm(), &m, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
+    let streamed = Client::new()
+        .decrypting_reader_blocking(&cmm(), &m[..], None, esdk::SignedMessages::VerifyBeforeRelease)
+        .and_then(|mut r| {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut r, &mut out).map_err(esdk::Error::from)
+        })
+        .unwrap_err();
+    assert_eq!(streamed.kind(), ErrorKind::LimitExceeded, "{streamed}");
+    // Only the configured limit refused it: raised, the same bytes decrypt.
+    let raised = Client::builder().max_frame_length(u32::MAX).build().unwrap();
+    assert_eq!(raised.decrypt_blocking(&cmm(), &m, None).unwrap().plaintext, b"small");
+}
+
+/// The official vectors' directory, as `tests/vectors.rs` finds it.
+fn vectors_dir() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("ESDK_TEST_VECTORS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
+    if dir.join("manifest.json").is_file() {
+        return Some(dir);
+    }
+    let msg = format!("test vectors not found at {}", dir.display());
+    assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "{msg}");
+    eprintln!("NOTICE: NOT RUN: {msg}");
+    None
+}
+
+#[test]
+fn non_framed_body_claiming_2_pow_64_minus_1_bytes_is_refused_without_allocating() {
+    let Some(dir) = vectors_dir() else { return };
+    // A non-framed 0x0114 message written by the Python ESDK, under the vectors' raw AES-256 key.
+    let m = std::fs::read(dir.join("ciphertexts/python-esdk-4.0.7-generated/gen-0114-legacy-aes256-f0-p1000-ec1-16"))
+        .unwrap();
+    let keys: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("keys.json")).unwrap()).unwrap();
+    let material = keys["keys"]["aes-256"]["material"].as_str().unwrap();
+    let key = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, material).unwrap();
+    let cmm = DefaultCmm::new(RawAesKeyring::new("aws-raw-vectors-persistent", "aes-256", &key).unwrap());
+    let client =
+        Client::builder().commitment_policy(esdk::CommitmentPolicy::RequireEncryptAllowDecrypt).build().unwrap();
+    let (header, header_len) = MessageHeader::parse(&m, &HeaderLimits::default()).unwrap();
+    assert_eq!(header.content_type(), esdk::ContentType::NonFramed);
+    assert_eq!(client.decrypt_blocking(&cmm, &m, None).unwrap().plaintext.len(), 1000, "the vector itself decrypts");
+
+    // Body: IV (12), content length (8), content, tag (16).
+    let mut t = m.clone();
+    t[header_len + 12..header_len + 20].copy_from_slice(&u64::MAX.to_be_bytes());
+    let err = client.decrypt_blocking(&cmm, &t, None).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::LimitExceeded | ErrorKind::Parse), "{err}");
+    let streamed = client
+        .decrypting_reader_blocking(&cmm, &t[..], None, esdk::SignedMessages::VerifyBeforeRelease)
+        .and_then(|mut r| {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut r, &mut out).map_err(esdk::Error::from)
+        })
+        .unwrap_err();
+    assert!(matches!(streamed.kind(), ErrorKind::LimitExceeded | ErrorKind::Parse), "{streamed}");
+}

@@ -2,7 +2,7 @@
 //! Regions, through the real `aws-sdk-kinesis`, `aws-sdk-dynamodb` and `aws-sdk-kms` clients.
 //!
 //! Every test uses its own stream and table names; tests that inject faults use Regions no other
-//! test uses, so they can run in parallel.
+//! test (here or in the other test files, which share the endpoint and its counters) uses.
 #![cfg(feature = "kinesis")]
 
 mod common;
@@ -245,7 +245,7 @@ async fn checkpoints_are_conditional_and_only_move_forward() {
 #[tokio::test]
 async fn put_records_throttling_and_5xx_lose_nothing_and_consumers_drop_duplicates() {
     let Some(env) = Endpoint::from_env() else { return };
-    let (ra, rb) = ("eu-west-1", "eu-west-2");
+    let (ra, rb) = ("eu-west-2", "us-west-1");
     let (stream, table) = (unique("faults"), unique("ctl"));
     let (a, b) = pipeline(&env, ra, rb, &stream, &table).await;
     let records: Vec<_> = (0..200).map(cdc).collect();
@@ -277,7 +277,7 @@ async fn put_records_throttling_and_5xx_lose_nothing_and_consumers_drop_duplicat
 #[tokio::test]
 async fn put_records_keep_per_key_order_and_report_what_could_not_be_put() {
     let Some(env) = Endpoint::from_env() else { return };
-    let (ra, rb) = ("eu-north-1", "eu-south-1");
+    let (ra, rb) = ("ap-northeast-2", "ap-south-1");
     let (stream, table) = (unique("order"), unique("ctl"));
     let (a, _b) = pipeline(&env, ra, rb, &stream, &table).await;
     // Three keys, five records each, interleaved.
@@ -408,7 +408,7 @@ async fn tampered_record_is_poison_and_foreign_key_is_refused_without_a_kms_call
 #[tokio::test]
 async fn region_a_outage_mid_batch_then_failover_loses_nothing() {
     let Some(env) = Endpoint::from_env() else { return };
-    let (ra, rb) = ("ap-southeast-1", "ap-southeast-2");
+    let (ra, rb) = ("ap-southeast-2", "ap-northeast-3");
     let (stream, table) = (unique("outage"), unique("ctl"));
     let (a, b) = pipeline(&env, ra, rb, &stream, &table).await;
     let records: Vec<_> = (0..160).map(cdc).collect();
@@ -467,7 +467,7 @@ async fn region_a_outage_mid_batch_then_failover_loses_nothing() {
 #[tokio::test]
 async fn lambda_handler_returns_batch_item_failures_and_resumes() {
     let Some(env) = Endpoint::from_env() else { return };
-    let (ra, rb) = ("ca-central-1", "sa-east-1");
+    let (ra, rb) = ("me-south-1", "af-south-1");
     let (stream, table) = (unique("lambda"), unique("ctl"));
     let (a, b) = pipeline(&env, ra, rb, &stream, &table).await;
     let records: Vec<_> = (0..10).map(cdc).collect();
@@ -515,7 +515,16 @@ fn demo_pipeline_runs_end_to_end_against_the_endpoint() {
         return;
     };
     let out = std::process::Command::new(bin)
-        .args(["--records", "1500", "--endpoint", env.url(), "--region-a", "eu-central-1", "--region-b", "us-east-2"])
+        .args([
+            "--records",
+            "1500",
+            "--endpoint",
+            env.url(),
+            "--region-a",
+            "eu-central-2",
+            "--region-b",
+            "ap-southeast-3",
+        ])
         .args(["--stream", &unique("demo"), "--table", &unique("demo-ctl"), "--timeout", "3m"])
         .output()
         .unwrap();
