@@ -3,13 +3,18 @@
 //! ```text
 //! cargo run --release --example throughput -- --op encrypt|decrypt|floor-encrypt|floor-decrypt|aes-gcm \
 //!     --suite 0x0478|0x0578 --size BYTES --seconds S [--threads T] [--cache] [--repeats R]
+//!     [--workers W] [--frame-length F]
 //! ```
-//! Uses a raw AES-256 keyring (behind a caching materials manager with `--cache`), one frame per
-//! message up to 1 MiB. `floor-*` runs the same AWS-LC primitives without the message format
+//! Encrypts with `Client::encrypt_into` and decrypts with `Client::decrypt_into`, each into one
+//! reused buffer. Uses a raw AES-256 keyring (behind a caching materials manager with `--cache`). `--threads T`
+//! lets each message use T threads for its frames (parallel frames; default 1), `--workers W`
+//! runs W independent workers (default 1). Frames: one per message up to 1 MiB when T = 1, 64 KiB
+//! frames when T > 1 (so a message has frames to share out); `--frame-length` overrides. `floor-*` runs the same AWS-LC primitives without the message format
 //! (see `benches/floor.rs`) and `aes-gcm` bare AES-256-GCM over the same size, for ratios
 //! measured in the same run. Runs R repeats of S/R seconds
 //! and prints, as its last line,
-//! `op=… suite=… size=… threads=… cache=… ns_per_msg=… mb_per_s=…` (medians over the repeats).
+//! `op=… suite=… size=… threads=… workers=… frame_length=… cache=… ns_per_msg=… mb_per_s=…`
+//! (medians over the repeats).
 
 #[path = "../benches/floor.rs"]
 #[allow(dead_code)]
@@ -28,6 +33,8 @@ struct Opts {
     size: usize,
     seconds: f64,
     threads: usize,
+    workers: usize,
+    frame_length: Option<u32>,
     cache: bool,
     repeats: usize,
 }
@@ -39,6 +46,8 @@ fn parse() -> Result<Opts, String> {
         size: 1024,
         seconds: 5.0,
         threads: 1,
+        workers: 1,
+        frame_length: None,
         cache: false,
         repeats: 5,
     };
@@ -55,6 +64,8 @@ fn parse() -> Result<Opts, String> {
             "--size" => o.size = val()?.parse().map_err(|e| format!("--size: {e}"))?,
             "--seconds" => o.seconds = val()?.parse().map_err(|e| format!("--seconds: {e}"))?,
             "--threads" => o.threads = val()?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--workers" => o.workers = val()?.parse().map_err(|e| format!("--workers: {e}"))?,
+            "--frame-length" => o.frame_length = Some(val()?.parse().map_err(|e| format!("--frame-length: {e}"))?),
             "--repeats" => o.repeats = val()?.parse().map_err(|e| format!("--repeats: {e}"))?,
             "--cache" => o.cache = true,
             _ => return Err(format!("unknown argument {a}")),
@@ -63,8 +74,14 @@ fn parse() -> Result<Opts, String> {
     if !matches!(o.op.as_str(), "encrypt" | "decrypt" | "floor-encrypt" | "floor-decrypt" | "aes-gcm") {
         return Err(format!("--op {}: expected encrypt, decrypt, floor-encrypt, floor-decrypt or aes-gcm", o.op));
     }
-    if o.threads == 0 || o.repeats == 0 || o.seconds.is_nan() || o.seconds <= 0.0 {
-        return Err("--threads, --repeats and --seconds must be positive".into());
+    if o.threads == 0
+        || o.workers == 0
+        || o.frame_length == Some(0)
+        || o.repeats == 0
+        || o.seconds.is_nan()
+        || o.seconds <= 0.0
+    {
+        return Err("--threads, --workers, --frame-length, --repeats and --seconds must be positive".into());
     }
     Ok(o)
 }
@@ -86,8 +103,10 @@ fn main() {
     } else {
         raw
     };
+    let frame_length =
+        o.frame_length.unwrap_or(if o.threads == 1 { o.size.clamp(1, 1 << 20) as u32 } else { 64 << 10 });
     let client = Arc::new(
-        Client::builder().suite(o.suite).frame_length(o.size.clamp(1, 1 << 20) as u32).build().expect("client"),
+        Client::builder().suite(o.suite).frame_length(frame_length).frame_threads(o.threads).build().expect("client"),
     );
     let ec: EncryptionContext = [("stream", "orders")].into_iter().collect();
     let plaintext = Arc::new(vec![0x42u8; o.size]);
@@ -100,7 +119,7 @@ fn main() {
     let mut mb_per_s = Vec::new();
     for _ in 0..o.repeats {
         let start = Instant::now();
-        let handles: Vec<_> = (0..o.threads)
+        let handles: Vec<_> = (0..o.workers)
             .map(|_| {
                 let (client, cmm, ec, plaintext, message, floor, op) = (
                     client.clone(),
@@ -115,12 +134,20 @@ fn main() {
                     let mut n = 0u64;
                     let mut buf = vec![0u8; plaintext.len()];
                     let mut out = Vec::with_capacity(plaintext.len());
+                    let mut message_buf = Vec::new();
+                    let mut plain_buf = Vec::new();
                     let gcm = floor::Floor::gcm_key();
                     while start.elapsed() < per_repeat {
                         for _ in 0..8 {
                             match op.as_str() {
-                                "encrypt" => drop(client.encrypt_blocking(&*cmm, &plaintext, &ec).expect("encrypt")),
-                                "decrypt" => drop(client.decrypt_blocking(&*cmm, &message, None).expect("decrypt")),
+                                "encrypt" => client
+                                    .encrypt_into_blocking(&*cmm, &plaintext, &ec, &mut message_buf)
+                                    .expect("encrypt"),
+                                "decrypt" => drop(
+                                    client
+                                        .decrypt_into_blocking(&*cmm, &message, None, &mut plain_buf)
+                                        .expect("decrypt"),
+                                ),
                                 "floor-encrypt" => floor.encrypt(&mut buf, signed),
                                 "aes-gcm" => floor::Floor::gcm_only(&gcm, &mut buf),
                                 _ => floor.decrypt(&mut out, signed),
@@ -142,11 +169,13 @@ fn main() {
         v[v.len() / 2]
     };
     println!(
-        "op={} suite=0x{:04x} size={} threads={} cache={} ns_per_msg={:.0} mb_per_s={:.1}",
+        "op={} suite=0x{:04x} size={} threads={} workers={} frame_length={} cache={} ns_per_msg={:.0} mb_per_s={:.1}",
         o.op,
         o.suite.id(),
         o.size,
         o.threads,
+        o.workers,
+        frame_length,
         o.cache,
         median(&mut ns_per_msg),
         median(&mut mb_per_s)

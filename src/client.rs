@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::cmm::{DecryptMaterialsRequest, EncryptionMaterialsRequest, MaterialsManager};
 use crate::context::EncryptionContext;
@@ -43,6 +43,7 @@ pub struct Client {
     max_non_framed_body_len: u64,
     max_frame_len: u32,
     max_buffered_plaintext: usize,
+    frame_threads: usize,
     backend: Backend,
 }
 
@@ -60,6 +61,7 @@ impl Default for Client {
             max_non_framed_body_len: DEFAULT_DECRYPT_BUFFER_LIMIT as u64,
             max_frame_len: DEFAULT_DECRYPT_BUFFER_LIMIT as u32,
             max_buffered_plaintext: DEFAULT_DECRYPT_BUFFER_LIMIT,
+            frame_threads: 0,
             backend: Backend::default(),
         }
     }
@@ -124,6 +126,15 @@ impl ClientBuilder {
         self
     }
 
+    /// Most threads a one-shot encrypt or decrypt of a framed message may use for its frames
+    /// (default 0: the machine's parallelism; 1: always the calling thread). Messages under
+    /// 256 KiB of plaintext always stay on the calling thread, and each extra thread gets at least
+    /// 128 KiB. The output is the same bytes either way.
+    pub fn frame_threads(mut self, threads: usize) -> Self {
+        self.client.frame_threads = threads;
+        self
+    }
+
     /// Crypto backend (default `aws-lc-rs` when compiled in).
     pub fn backend(mut self, backend: Backend) -> Self {
         self.client.backend = backend;
@@ -156,6 +167,17 @@ pub struct Decrypted {
     pub encryption_context: EncryptionContext,
     /// Index (in `header.encrypted_data_keys()`) of the EDK that yielded the data key, when
     /// the keyring reported it (all keyrings of this crate do).
+    pub unwrapped_edk: Option<usize>,
+}
+
+/// What [`Client::decrypt_into`] returns besides the plaintext it wrote.
+#[derive(Clone, Debug)]
+pub struct MessageInfo {
+    /// The authenticated header.
+    pub header: MessageHeader,
+    /// The encryption context used: the stored pairs plus any required-only pairs supplied.
+    pub encryption_context: EncryptionContext,
+    /// Index of the EDK that yielded the data key, when the keyring reported it.
     pub unwrapped_edk: Option<usize>,
 }
 
@@ -253,6 +275,23 @@ impl Client {
         self.encrypt_bounded(cmm, plaintext, encryption_context, Some(max_ciphertext_len)).await
     }
 
+    /// As [`Self::encrypt`], writing the message into `out` (replacing its contents). Reusing one
+    /// buffer across messages of similar size avoids an allocation and the zeroing of fresh
+    /// memory per message. On error `out` is left empty.
+    pub async fn encrypt_into(
+        &self,
+        cmm: &dyn MaterialsManager,
+        plaintext: &[u8],
+        encryption_context: &EncryptionContext,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let r = self.encrypt_to(cmm, plaintext, encryption_context, None, out).await;
+        if r.is_err() {
+            out.clear();
+        }
+        r
+    }
+
     async fn encrypt_bounded(
         &self,
         cmm: &dyn MaterialsManager,
@@ -260,6 +299,19 @@ impl Client {
         encryption_context: &EncryptionContext,
         limit: Option<u64>,
     ) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.encrypt_to(cmm, plaintext, encryption_context, limit, &mut out).await?;
+        Ok(out)
+    }
+
+    async fn encrypt_to(
+        &self,
+        cmm: &dyn MaterialsManager,
+        plaintext: &[u8],
+        encryption_context: &EncryptionContext,
+        limit: Option<u64>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         let max_len = u64::from(u32::MAX) * u64::from(self.frame_length);
         if plaintext.len() as u64 > max_len {
             return Err(Error::LimitExceeded {
@@ -269,8 +321,8 @@ impl Client {
             });
         }
         let materials = self.encryption_materials(cmm, encryption_context, Some(plaintext.len() as u64)).await?;
-        let mut out = Vec::new();
-        let (mut enc, header) = self.start_encryptor(materials, &mut out)?;
+        let mut header_bytes = Vec::new();
+        let (enc, header) = self.start_encryptor(materials, &mut header_bytes)?;
         let predicted = self.ciphertext_len(&header, plaintext.len() as u64);
         if let Some(limit) = limit.filter(|&l| predicted > l) {
             return Err(Error::TooLargeAfterEncryption {
@@ -280,15 +332,18 @@ impl Client {
                 max_plaintext: self.max_plaintext_len(&header, limit),
             });
         }
-        out.reserve_exact((predicted as usize).saturating_sub(out.len()));
-        let frame = enc.frame_len() as usize;
-        let (regular, _) = body::split_frames(plaintext.len() as u64, enc.frame_len());
-        let regular_bytes = regular as usize * frame;
-        for chunk in plaintext[..regular_bytes].chunks_exact(frame) {
-            enc.regular_frame(chunk, &mut out)?;
-        }
-        enc.final_frame(&plaintext[regular_bytes..], &mut out)?;
-        Ok(out)
+        let predicted = usize::try_from(predicted).map_err(|_| Error::LimitExceeded {
+            what: "message length",
+            value: predicted,
+            limit: usize::MAX as u64,
+        })?;
+        // Exactly the predicted size: a fresh zeroed allocation (untouched pages for large
+        // messages), or the caller's buffer reused as it is (every byte is overwritten below).
+        size_for_overwrite(out, predicted);
+        let header_len = header_bytes.len();
+        out[..header_len].copy_from_slice(&header_bytes);
+        let threads = crate::parallel::threads_for(plaintext.len(), self.frame_threads);
+        enc.seal_all(plaintext, &mut out[header_len..], threads)
     }
 
     /// Validates the caller's context and suite, and gets encryption materials
@@ -416,23 +471,74 @@ impl Client {
         reproduced_encryption_context: Option<&EncryptionContext>,
         unsigned_only: bool,
     ) -> Result<Decrypted> {
+        let mut out = Zeroizing::new(Vec::new());
+        let info = self.decrypt_to(cmm, ciphertext, reproduced_encryption_context, unsigned_only, &mut out).await?;
+        Ok(Decrypted {
+            plaintext: std::mem::take(&mut *out),
+            header: info.header,
+            encryption_context: info.encryption_context,
+            unwrapped_edk: info.unwrapped_edk,
+        })
+    }
+
+    /// As [`Self::decrypt`], writing the plaintext into `out` (replacing its contents). Reusing
+    /// one buffer across messages avoids an allocation and the zeroing of fresh memory per
+    /// message. On error `out` is zeroized and left empty.
+    pub async fn decrypt_into(
+        &self,
+        cmm: &dyn MaterialsManager,
+        ciphertext: &[u8],
+        reproduced_encryption_context: Option<&EncryptionContext>,
+        out: &mut Vec<u8>,
+    ) -> Result<MessageInfo> {
+        self.decrypt_to(cmm, ciphertext, reproduced_encryption_context, false, out).await
+    }
+
+    async fn decrypt_to(
+        &self,
+        cmm: &dyn MaterialsManager,
+        ciphertext: &[u8],
+        reproduced_encryption_context: Option<&EncryptionContext>,
+        unsigned_only: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<MessageInfo> {
+        let r = self.decrypt_body(cmm, ciphertext, reproduced_encryption_context, unsigned_only, out).await;
+        if r.is_err() {
+            out.zeroize();
+        }
+        r
+    }
+
+    async fn decrypt_body(
+        &self,
+        cmm: &dyn MaterialsManager,
+        ciphertext: &[u8],
+        reproduced_encryption_context: Option<&EncryptionContext>,
+        unsigned_only: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<MessageInfo> {
         let (parsed, materials) =
             self.open_header(cmm, ciphertext, reproduced_encryption_context, unsigned_only).await?;
         let encryption_context = materials.encryption_context().clone();
         let unwrapped_edk = materials.unwrapped_edk();
         let mut dec = self.body_decryptor(&parsed, ciphertext, materials)?;
         let mut pos = parsed.total_len;
-        let mut out = Zeroizing::new(Vec::with_capacity(ciphertext.len() - pos));
-        while !dec.is_done() {
-            match dec.step(&ciphertext[pos..], &mut out)? {
-                Step::Need(_) => return Err(Error::Truncated { what: dec.expecting() }),
-                Step::Consumed { bytes, .. } => pos += bytes,
+        if parsed.header.content_type() == ContentType::Framed {
+            let body = &ciphertext[pos..];
+            pos += dec.open_all(body, crate::parallel::threads_for(body.len(), self.frame_threads), out)?;
+        } else {
+            out.zeroize();
+            while !dec.is_done() {
+                match dec.step(&ciphertext[pos..], out)? {
+                    Step::Need(_) => return Err(Error::Truncated { what: dec.expecting() }),
+                    Step::Consumed { bytes, .. } => pos += bytes,
+                }
             }
         }
         if pos != ciphertext.len() {
             return Err(Error::TrailingData(ciphertext.len() - pos));
         }
-        Ok(Decrypted { plaintext: std::mem::take(&mut *out), header: parsed.header, encryption_context, unwrapped_edk })
+        Ok(MessageInfo { header: parsed.header, encryption_context, unwrapped_edk })
     }
 
     /// [`Self::encrypt`] for synchronous callers. Runs the future on the calling thread, so the
@@ -444,6 +550,28 @@ impl Client {
         encryption_context: &EncryptionContext,
     ) -> Result<Vec<u8>> {
         block_on(self.encrypt(cmm, plaintext, encryption_context))
+    }
+
+    /// [`Self::encrypt_into`] for synchronous callers; see [`Self::encrypt_blocking`].
+    pub fn encrypt_into_blocking(
+        &self,
+        cmm: &dyn MaterialsManager,
+        plaintext: &[u8],
+        encryption_context: &EncryptionContext,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        block_on(self.encrypt_into(cmm, plaintext, encryption_context, out))
+    }
+
+    /// [`Self::decrypt_into`] for synchronous callers; see [`Self::encrypt_blocking`].
+    pub fn decrypt_into_blocking(
+        &self,
+        cmm: &dyn MaterialsManager,
+        ciphertext: &[u8],
+        reproduced_encryption_context: Option<&EncryptionContext>,
+        out: &mut Vec<u8>,
+    ) -> Result<MessageInfo> {
+        block_on(self.decrypt_into(cmm, ciphertext, reproduced_encryption_context, out))
     }
 
     /// [`Self::decrypt`] for synchronous callers; see [`Self::encrypt_blocking`].
@@ -464,6 +592,19 @@ impl Client {
         reproduced_encryption_context: Option<&EncryptionContext>,
     ) -> Result<Decrypted> {
         block_on(self.decrypt_unsigned_only(cmm, ciphertext, reproduced_encryption_context))
+    }
+}
+
+/// Makes `out` exactly `len` bytes long for a caller that overwrites every byte: a fresh zeroed
+/// allocation when it has no capacity (untouched pages for large sizes), otherwise the existing
+/// buffer, zero-extended or truncated, so a reused buffer costs no zeroing pass.
+pub(crate) fn size_for_overwrite(out: &mut Vec<u8>, len: usize) {
+    if out.capacity() == 0 {
+        *out = vec![0u8; len];
+    } else if out.len() < len {
+        out.resize(len, 0);
+    } else {
+        out.truncate(len);
     }
 }
 

@@ -170,6 +170,106 @@ impl Decryptor {
         }
     }
 
+    /// One-shot decryption of a framed body and its footer from `input` (everything after the
+    /// header). Frames are located first (no crypto; regular frames have a fixed size, so nothing
+    /// is stored per frame), then opened straight into one plaintext buffer on up to `threads`
+    /// threads, then the signature is checked. Errors are those the frame-by-frame path reports,
+    /// for the first frame it would have failed at. Returns the plaintext and the bytes consumed.
+    /// `out` is resized to the plaintext (a fresh zeroed allocation when it has no capacity,
+    /// otherwise reused without zeroing: every byte is overwritten).
+    pub(crate) fn open_all(&mut self, input: &[u8], threads: usize, out: &mut Vec<u8>) -> Result<usize> {
+        if self.content_type != ContentType::Framed || self.stage != Stage::Body || self.next_seq != 1 {
+            return Err(Error::Crypto("internal state error: open_all needs a fresh framed body"));
+        }
+        let f = self.frame_len as usize;
+        let regular_size = body::REGULAR_FRAME_OVERHEAD + f;
+        let mut regular = 0usize;
+        let mut pos = 0usize;
+        let mut last: Option<(usize, usize)> = None; // final frame: offset, content length
+        let scan_error = loop {
+            match body::read_frame(&input[pos..], self.frame_len) {
+                Ok(Read::Need(_)) => break Some(Error::Truncated { what: self.expecting() }),
+                Err(e) => break Some(e),
+                Ok(Read::Frame(frame, used)) => {
+                    let expected = regular as u64 + 1;
+                    if u64::from(frame.seq) != expected {
+                        break Some(Error::BodyAuthentication {
+                            sequence: expected as u32,
+                            reason: "frame out of sequence (a frame is missing, duplicated or reordered)",
+                        });
+                    }
+                    if frame.kind != body::BodyKind::Regular {
+                        last = Some((pos, frame.ciphertext.len()));
+                        pos += used;
+                        break None;
+                    }
+                    regular += 1;
+                    pos += used;
+                }
+            }
+        };
+        // Bounded by the input: every byte of plaintext is a byte of ciphertext in `input`.
+        let plaintext_len = regular * f + last.map_or(0, |(_, n)| n);
+        crate::client::size_for_overwrite(out, plaintext_len);
+        let (mut regular_out, final_out) = out.split_at_mut(regular * f);
+        let (key, id) = (self.key.as_ref(), self.message_id.as_slice());
+        let open = |frame: &FrameRef<'_>, seq: u32, o: &mut [u8]| {
+            let aad = BodyAad::new(id, frame.kind, seq, frame.ciphertext.len() as u64);
+            key.open_to(&frame.iv, aad.as_bytes(), frame.ciphertext, frame.tag, o).map_err(|_| {
+                Error::BodyAuthentication {
+                    sequence: seq,
+                    reason: "the authentication tag did not verify (tampered or corrupted ciphertext)",
+                }
+            })
+        };
+        let mut runs = Vec::new();
+        for r in crate::parallel::split(regular, threads) {
+            let (o, tail) = std::mem::take(&mut regular_out).split_at_mut(r.len() * f);
+            regular_out = tail;
+            runs.push((r.start, &input[r.start * regular_size..r.end * regular_size], o));
+        }
+        crate::parallel::run(
+            runs,
+            threads,
+            |(first, frames, o): (usize, &[u8], &mut [u8])| {
+                for (i, (bytes, o)) in frames.chunks_exact(regular_size).zip(o.chunks_exact_mut(f)).enumerate() {
+                    let Ok(Read::Frame(frame, _)) = body::read_frame(bytes, self.frame_len) else {
+                        return Err(Error::Crypto("internal error: a scanned frame no longer parses"));
+                    };
+                    open(&frame, (first + i + 1) as u32, o)?;
+                }
+                Ok(())
+            },
+            || Error::Crypto("a frame-decryption thread panicked"),
+        )?;
+        if let Some((at, _)) = last {
+            let Ok(Read::Frame(frame, _)) = body::read_frame(&input[at..], self.frame_len) else {
+                return Err(Error::Crypto("internal error: the scanned final frame no longer parses"));
+            };
+            open(&frame, (regular + 1) as u32, final_out)?;
+        }
+        if let Some(e) = scan_error {
+            return Err(e);
+        }
+        self.next_seq = (regular + 1) as u32;
+        let Some((key, mut hasher, curve)) = self.verifier.take() else {
+            self.stage = Stage::Done;
+            return Ok(pos);
+        };
+        self.stage = Stage::Footer;
+        hasher.update(&input[..pos]);
+        match footer::read(&input[pos..], curve.max_signature_len())? {
+            Footer::Need(_) => Err(Error::Truncated { what: self.expecting() }),
+            Footer::Signature(sig, used) => {
+                if !key.verify_digest(&hasher.finish(), sig) {
+                    return Err(Error::Signature("the footer signature does not match the message"));
+                }
+                self.stage = Stage::Done;
+                Ok(pos + used)
+            }
+        }
+    }
+
     fn open_frame(&mut self, frame: &FrameRef<'_>, out: &mut Vec<u8>) -> Result<usize> {
         let seq = self.next_seq;
         if frame.seq != seq {
@@ -183,8 +283,8 @@ impl Decryptor {
         // not the zero-padded sequence number, and decrypt everywhere.)
         let aad = BodyAad::new(&self.message_id, frame.kind, seq, frame.ciphertext.len() as u64);
         let start = out.len();
-        out.extend_from_slice(frame.ciphertext);
-        if self.key.open_in_place(&frame.iv, aad.as_bytes(), &mut out[start..], frame.tag).is_err() {
+        out.resize(start + frame.ciphertext.len(), 0);
+        if self.key.open_to(&frame.iv, aad.as_bytes(), frame.ciphertext, frame.tag, &mut out[start..]).is_err() {
             out.truncate(start);
             return Err(Error::BodyAuthentication {
                 sequence: seq,

@@ -44,12 +44,13 @@ pub mod keyring;
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
 pub mod materials;
+mod parallel;
 pub mod policy;
 pub mod record;
 pub mod stream;
 pub mod suite;
 
-pub use client::{Client, ClientBuilder, Decrypted, DEFAULT_DECRYPT_BUFFER_LIMIT, DEFAULT_FRAME_LENGTH};
+pub use client::{Client, ClientBuilder, Decrypted, MessageInfo, DEFAULT_DECRYPT_BUFFER_LIMIT, DEFAULT_FRAME_LENGTH};
 pub use cmm::{CachingCmm, DefaultCmm, LocalCache, MaterialsManager, RequiredEncryptionContextCmm};
 pub use context::EncryptionContext;
 pub use crypto::{Backend, RsaPadding};

@@ -32,6 +32,37 @@ impl AeadKey for Gcm {
         }
         Ok(())
     }
+
+    fn seal_to(&self, iv: &[u8; 12], aad: &[u8], plaintext: &[u8], out: &mut [u8]) -> Result<[u8; 16]> {
+        let mut tag = [0u8; 16];
+        self.0
+            .seal_out_of_place_scatter(
+                aead::Nonce::assume_unique_for_key(*iv),
+                aead::Aad::from(aad),
+                plaintext,
+                out,
+                &[],
+                &mut tag,
+            )
+            .map_err(|_| Error::Crypto("AES-GCM encryption failed"))?;
+        Ok(tag)
+    }
+
+    fn open_to(
+        &self,
+        iv: &[u8; 12],
+        aad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), AuthFailed> {
+        let nonce = aead::Nonce::assume_unique_for_key(*iv);
+        if self.0.open_separate_gather(nonce, aead::Aad::from(aad), ciphertext, tag, out).is_err() {
+            out.fill(0);
+            return Err(AuthFailed);
+        }
+        Ok(())
+    }
 }
 
 struct Hash(digest::Context);

@@ -112,6 +112,24 @@ pub(crate) trait AeadKey: Send + Sync {
     fn seal_in_place(&self, iv: &[u8; 12], aad: &[u8], in_out: &mut [u8]) -> Result<[u8; 16]>;
     /// Decrypts `in_out` in place if `tag` verifies. On failure `in_out` holds no plaintext.
     fn open_in_place(&self, iv: &[u8; 12], aad: &[u8], in_out: &mut [u8], tag: &[u8]) -> Result<(), AuthFailed>;
+    /// Encrypts `plaintext` into `out` (the same length) and returns the tag.
+    fn seal_to(&self, iv: &[u8; 12], aad: &[u8], plaintext: &[u8], out: &mut [u8]) -> Result<[u8; 16]> {
+        out.copy_from_slice(plaintext);
+        self.seal_in_place(iv, aad, out)
+    }
+    /// Decrypts `ciphertext` into `out` (the same length) if `tag` verifies. On failure `out`
+    /// holds no plaintext.
+    fn open_to(
+        &self,
+        iv: &[u8; 12],
+        aad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), AuthFailed> {
+        out.copy_from_slice(ciphertext);
+        self.open_in_place(iv, aad, out, tag)
+    }
 }
 
 /// Incremental hash.

@@ -146,16 +146,28 @@ pub(crate) fn read_non_framed(input: &[u8], max_len: u64) -> Result<Read<'_>> {
     Ok(Read::Frame(FrameRef { kind: BodyKind::NonFramed, seq: 1, iv, ciphertext, tag }, total))
 }
 
-/// Appends the fixed fields that precede a frame's ciphertext.
-pub(crate) fn put_frame_prefix(out: &mut Vec<u8>, kind: BodyKind, seq: u32, content_len: usize) {
+/// Bytes a frame with `content_len` bytes of content occupies.
+pub(crate) fn frame_size(kind: BodyKind, content_len: usize) -> usize {
+    content_len + if kind == BodyKind::Final { FINAL_FRAME_OVERHEAD } else { REGULAR_FRAME_OVERHEAD }
+}
+
+/// Writes the fixed fields that precede a frame's ciphertext to the start of `out`; returns
+/// their length.
+pub(crate) fn write_frame_prefix(out: &mut [u8], kind: BodyKind, seq: u32, content_len: usize) -> usize {
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        out[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
     if kind == BodyKind::Final {
-        out.extend_from_slice(&FINAL_FRAME_MARKER.to_be_bytes());
+        put(&FINAL_FRAME_MARKER.to_be_bytes());
     }
-    out.extend_from_slice(&seq.to_be_bytes());
-    out.extend_from_slice(&frame_iv(seq));
+    put(&seq.to_be_bytes());
+    put(&frame_iv(seq));
     if kind == BodyKind::Final {
-        out.extend_from_slice(&(content_len as u32).to_be_bytes());
+        put(&(content_len as u32).to_be_bytes());
     }
+    at
 }
 
 /// Exact length of a framed body carrying `plaintext_len` bytes in frames of `frame_len`, as this

@@ -1,0 +1,93 @@
+//! Frame-parallel one-shot encryption and decryption agree with the sequential and streaming
+//! paths, on plaintext and on the first error.
+
+use std::io::Read;
+
+use esdk::{
+    AlgorithmSuite, Client, CommitmentPolicy, DefaultCmm, EncryptionContext, Error, ErrorKind, RawAesKeyring,
+    SignedMessages,
+};
+
+fn cmm() -> DefaultCmm {
+    DefaultCmm::new(RawAesKeyring::new("ns", "parallel", &[5u8; 32]).unwrap())
+}
+
+fn client(suite: AlgorithmSuite, frame: u32, threads: usize) -> Client {
+    let policy = if suite.is_committing() {
+        CommitmentPolicy::RequireEncryptRequireDecrypt
+    } else {
+        CommitmentPolicy::ForbidEncryptAllowDecrypt
+    };
+    Client::builder().commitment_policy(policy).suite(suite).frame_length(frame).frame_threads(threads).build().unwrap()
+}
+
+fn streamed(client: &Client, message: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut r = client.decrypting_reader_blocking(&cmm(), message, None, SignedMessages::VerifyBeforeRelease)?;
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).map_err(Error::from)?;
+    Ok(out)
+}
+
+fn sequence(e: &Error) -> Option<u32> {
+    match e {
+        Error::BodyAuthentication { sequence, .. } => Some(*sequence),
+        _ => None,
+    }
+}
+
+#[test]
+fn parallel_and_sequential_paths_agree() {
+    let suites = [
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
+        AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
+        AlgorithmSuite::Aes128GcmIv12Tag16HkdfSha256,
+    ];
+    for suite in suites {
+        for (size, frame) in [(256 << 10, 4096u32), ((1 << 20) + 17, 1000), (3 << 20, 65536)] {
+            let plaintext: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+            let message =
+                client(suite, frame, 4).encrypt_blocking(&cmm(), &plaintext, &EncryptionContext::new()).unwrap();
+            assert_eq!(
+                message.len() as u64,
+                client(suite, frame, 4)
+                    .ciphertext_len(&esdk::MessageHeader::parse(&message, &Default::default()).unwrap().0, size as u64)
+            );
+            for threads in [1, 2, 4] {
+                let c = client(suite, frame, threads);
+                assert_eq!(c.decrypt_blocking(&cmm(), &message, None).unwrap().plaintext, plaintext);
+            }
+            assert_eq!(streamed(&client(suite, frame, 1), &message).unwrap(), plaintext);
+            let sequential =
+                client(suite, frame, 1).encrypt_blocking(&cmm(), &plaintext, &EncryptionContext::new()).unwrap();
+            assert_eq!(
+                client(suite, frame, 4).decrypt_blocking(&cmm(), &sequential, None).unwrap().plaintext,
+                plaintext
+            );
+
+            // Damage in a middle frame and in the last regular frame: every path names the frame.
+            let header_len = esdk::MessageHeader::parse(&message, &Default::default()).unwrap().1;
+            let regular = 4 + 12 + frame as usize + 16;
+            let frames = (size - 1) / frame as usize;
+            for k in [frames / 2, frames - 1] {
+                let mut bad = message.clone();
+                bad[header_len + k * regular + 20] ^= 0x01;
+                let parallel = client(suite, frame, 4).decrypt_blocking(&cmm(), &bad, None).unwrap_err();
+                let one = client(suite, frame, 1).decrypt_blocking(&cmm(), &bad, None).unwrap_err();
+                let stream = streamed(&client(suite, frame, 1), &bad).unwrap_err();
+                assert_eq!(sequence(&parallel), Some(k as u32 + 1), "{parallel}");
+                assert_eq!(sequence(&one), sequence(&parallel));
+                assert_eq!(sequence(&stream), sequence(&parallel));
+            }
+            // A missing frame, and a cut inside a frame.
+            let mut dropped = message.clone();
+            dropped.drain(header_len + regular..header_len + 2 * regular);
+            let e = client(suite, frame, 4).decrypt_blocking(&cmm(), &dropped, None).unwrap_err();
+            assert_eq!(sequence(&e), Some(2), "{e}");
+            assert_eq!(sequence(&streamed(&client(suite, frame, 1), &dropped).unwrap_err()), Some(2));
+            let cut = &message[..header_len + frames / 2 * regular + 7];
+            let e = client(suite, frame, 4).decrypt_blocking(&cmm(), cut, None).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Truncated, "{e}");
+            assert_eq!(streamed(&client(suite, frame, 1), cut).unwrap_err().kind(), ErrorKind::Truncated);
+        }
+    }
+}
