@@ -3,12 +3,12 @@
 //! * [`Backend::AwsLc`] (feature `aws-lc-rs`, default): AWS-LC through `aws-lc-rs`. Fastest here,
 //!   and its RSA decryption is implemented in constant time, so it is the backend to use for raw
 //!   RSA keyrings that decrypt.
-//! * [`Backend::RustCrypto`] (feature `rustcrypto`): pure Rust (`aes-gcm`, `hkdf`, `sha2`, `p256`,
-//!   `p384`, `rsa`). **Warning:** the `rsa` crate has a published timing side channel in RSA
-//!   decryption (RUSTSEC-2023-0071, "Marvin"); this crate always uses blinding, but an attacker
-//!   who can submit many chosen EDKs to a raw RSA keyring and time the decryptions may still
-//!   recover the private key. Use the `aws-lc-rs` backend for raw RSA decryption on a service that
-//!   decrypts attacker-supplied messages. RSA encryption, AES, HKDF and ECDSA are unaffected.
+//! * [`Backend::RustCrypto`] (feature `rustcrypto`): pure Rust, the digest-0.11 generation
+//!   (`aes-gcm` 0.11, `hkdf` 0.13, `sha2` 0.11, `p256`/`p384` 0.14, `rsa` 0.10), the same
+//!   generation the AWS SDK uses, so no crypto crate is compiled twice. `rsa` 0.10 is the release
+//!   its authors name as the fix for the "Marvin" timing side channel of earlier versions
+//!   (RUSTSEC-2023-0071); decryption is blinded as well. PKCS#1 v1.5 *padding* remains a legacy
+//!   choice on any backend (the ESDK keeps it for old keys): prefer OAEP for raw RSA keys.
 //!
 //! Random bytes (data keys, message ids) come from the operating system (`getrandom`) for both
 //! backends: its first call costs microseconds, where seeding AWS-LC's generator costs tens of
@@ -181,5 +181,5 @@ pub(crate) trait Provider: Send + Sync {
 
 /// Fills `out` with random bytes from the operating system.
 pub(crate) fn fill_random(out: &mut [u8]) -> Result<()> {
-    getrandom::getrandom(out).map_err(|_| Error::Crypto("the operating system's random generator failed"))
+    getrandom::fill(out).map_err(|_| Error::Crypto("the operating system's random generator failed"))
 }

@@ -1,10 +1,13 @@
 //! [`Provider`] on the pure-Rust RustCrypto crates. See the parent module for the RSA caveat.
 
-use aes_gcm::aead::consts::U12;
-use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::aead::consts::{U12, U16};
+use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{aes, AesGcm};
+use ecdsa::elliptic_curve::Generate;
 use ecdsa::signature::hazmat::{PrehashVerifier, RandomizedPrehashSigner};
-use rand_core::OsRng;
+// The OS generator, as the fallible `TryCryptoRng` the RustCrypto APIs take: a failure of the OS
+// generator becomes an error here, not a panic.
+use getrandom::SysRng;
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use sha2::Digest;
 use zeroize::Zeroizing;
@@ -15,16 +18,20 @@ use crate::suite::{Curve, HashAlg};
 
 pub(crate) struct RustCrypto;
 
+fn no_rng(_: getrandom::Error) -> Error {
+    Error::Crypto("the operating system's random number generator failed")
+}
+
 struct Gcm<C>(C);
 
-impl<C: AeadInPlace + Send + Sync> AeadKey for Gcm<C>
+impl<C: AeadInOut + Send + Sync> AeadKey for Gcm<C>
 where
-    C: aes_gcm::aead::AeadCore<NonceSize = U12>,
+    C: aes_gcm::aead::AeadCore<NonceSize = U12, TagSize = U16>,
 {
     fn seal_in_place(&self, iv: &[u8; 12], aad: &[u8], in_out: &mut [u8]) -> Result<[u8; 16]> {
         let tag = self
             .0
-            .encrypt_in_place_detached(iv.into(), aad, in_out)
+            .encrypt_inout_detached(iv.into(), aad, in_out.into())
             .map_err(|_| Error::Crypto("AES-GCM encryption failed"))?;
         let mut t = [0u8; 16];
         t.copy_from_slice(&tag);
@@ -32,10 +39,8 @@ where
     }
 
     fn open_in_place(&self, iv: &[u8; 12], aad: &[u8], in_out: &mut [u8], tag: &[u8]) -> Result<(), AuthFailed> {
-        if tag.len() != 16 {
-            return Err(AuthFailed);
-        }
-        if self.0.decrypt_in_place_detached(iv.into(), aad, in_out, tag.into()).is_err() {
+        let Ok(tag) = <&[u8; 16]>::try_from(tag) else { return Err(AuthFailed) };
+        if self.0.decrypt_inout_detached(iv.into(), aad, in_out.into(), tag.into()).is_err() {
             in_out.fill(0);
             return Err(AuthFailed);
         }
@@ -62,8 +67,8 @@ enum SigningKey {
 impl EcdsaSigner for SigningKey {
     fn compressed_public_key(&self) -> Result<Vec<u8>> {
         Ok(match self {
-            Self::P256(k) => k.verifying_key().to_encoded_point(true).as_bytes().to_vec(),
-            Self::P384(k) => k.verifying_key().to_encoded_point(true).as_bytes().to_vec(),
+            Self::P256(k) => k.verifying_key().to_sec1_point(true).as_bytes().to_vec(),
+            Self::P384(k) => k.verifying_key().to_sec1_point(true).as_bytes().to_vec(),
         })
     }
 
@@ -71,7 +76,7 @@ impl EcdsaSigner for SigningKey {
     /// signature, which fixed-length signing relies on.
     fn sign_digest(&self, digest: &[u8]) -> Result<Vec<u8>> {
         let fail = |_| Error::Crypto("ECDSA signing failed");
-        let mut rng = OsRng;
+        let mut rng = SysRng;
         Ok(match self {
             Self::P256(k) => {
                 let sig: p256::ecdsa::Signature = k.sign_prehash_with_rng(&mut rng, digest).map_err(fail)?;
@@ -99,34 +104,34 @@ impl EcdsaVerifier for VerifyingKey {
     }
 }
 
-struct RsaPub(rsa::RsaPublicKey);
+struct RsaPub(rsa::PublicKey);
 
 impl RsaPublic for RsaPub {
     fn encrypt(&self, padding: RsaPadding, plaintext: &[u8]) -> Result<Vec<u8>> {
-        let mut rng = OsRng;
+        let mut rng = SysRng;
         let res = match padding {
             RsaPadding::Pkcs1 => self.0.encrypt(&mut rng, rsa::Pkcs1v15Encrypt, plaintext),
-            RsaPadding::OaepSha1 => self.0.encrypt(&mut rng, rsa::Oaep::new::<sha1::Sha1>(), plaintext),
-            RsaPadding::OaepSha256 => self.0.encrypt(&mut rng, rsa::Oaep::new::<sha2::Sha256>(), plaintext),
-            RsaPadding::OaepSha384 => self.0.encrypt(&mut rng, rsa::Oaep::new::<sha2::Sha384>(), plaintext),
-            RsaPadding::OaepSha512 => self.0.encrypt(&mut rng, rsa::Oaep::new::<sha2::Sha512>(), plaintext),
+            RsaPadding::OaepSha1 => self.0.encrypt(&mut rng, rsa::Oaep::<sha1::Sha1>::new(), plaintext),
+            RsaPadding::OaepSha256 => self.0.encrypt(&mut rng, rsa::Oaep::<sha2::Sha256>::new(), plaintext),
+            RsaPadding::OaepSha384 => self.0.encrypt(&mut rng, rsa::Oaep::<sha2::Sha384>::new(), plaintext),
+            RsaPadding::OaepSha512 => self.0.encrypt(&mut rng, rsa::Oaep::<sha2::Sha512>::new(), plaintext),
         };
         res.map_err(|_| Error::Crypto("RSA encryption failed (is the data key too long for the key and padding?)"))
     }
 }
 
-struct RsaPriv(rsa::RsaPrivateKey);
+struct RsaPriv(rsa::PrivateKey);
 
 impl RsaPrivate for RsaPriv {
     fn decrypt(&self, padding: RsaPadding, ciphertext: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         // Always blinded; see the module docs for the remaining timing caveat.
-        let mut rng = OsRng;
+        let mut rng = SysRng;
         let res = match padding {
             RsaPadding::Pkcs1 => self.0.decrypt_blinded(&mut rng, rsa::Pkcs1v15Encrypt, ciphertext),
-            RsaPadding::OaepSha1 => self.0.decrypt_blinded(&mut rng, rsa::Oaep::new::<sha1::Sha1>(), ciphertext),
-            RsaPadding::OaepSha256 => self.0.decrypt_blinded(&mut rng, rsa::Oaep::new::<sha2::Sha256>(), ciphertext),
-            RsaPadding::OaepSha384 => self.0.decrypt_blinded(&mut rng, rsa::Oaep::new::<sha2::Sha384>(), ciphertext),
-            RsaPadding::OaepSha512 => self.0.decrypt_blinded(&mut rng, rsa::Oaep::new::<sha2::Sha512>(), ciphertext),
+            RsaPadding::OaepSha1 => self.0.decrypt_blinded(&mut rng, rsa::Oaep::<sha1::Sha1>::new(), ciphertext),
+            RsaPadding::OaepSha256 => self.0.decrypt_blinded(&mut rng, rsa::Oaep::<sha2::Sha256>::new(), ciphertext),
+            RsaPadding::OaepSha384 => self.0.decrypt_blinded(&mut rng, rsa::Oaep::<sha2::Sha384>::new(), ciphertext),
+            RsaPadding::OaepSha512 => self.0.decrypt_blinded(&mut rng, rsa::Oaep::<sha2::Sha512>::new(), ciphertext),
         };
         res.ok().map(Zeroizing::new)
     }
@@ -176,8 +181,12 @@ impl Provider for RustCrypto {
 
     fn generate_ecdsa(&self, curve: Curve) -> Result<Box<dyn EcdsaSigner>> {
         Ok(Box::new(match curve {
-            Curve::P256 => SigningKey::P256(p256::ecdsa::SigningKey::random(&mut OsRng)),
-            Curve::P384 => SigningKey::P384(p384::ecdsa::SigningKey::random(&mut OsRng)),
+            Curve::P256 => {
+                SigningKey::P256(p256::ecdsa::SigningKey::try_generate_from_rng(&mut SysRng).map_err(no_rng)?)
+            }
+            Curve::P384 => {
+                SigningKey::P384(p384::ecdsa::SigningKey::try_generate_from_rng(&mut SysRng).map_err(no_rng)?)
+            }
         }))
     }
 
@@ -190,13 +199,13 @@ impl Provider for RustCrypto {
     }
 
     fn rsa_public(&self, spki_der: &[u8]) -> Result<Box<dyn RsaPublic>> {
-        let key = rsa::RsaPublicKey::from_public_key_der(spki_der)
+        let key = rsa::PublicKey::from_public_key_der(spki_der)
             .map_err(|e| Error::InvalidKey(format!("not an RSA SubjectPublicKeyInfo public key: {e}")))?;
         Ok(Box::new(RsaPub(key)))
     }
 
     fn rsa_private(&self, pkcs8_der: &[u8]) -> Result<Box<dyn RsaPrivate>> {
-        let key = rsa::RsaPrivateKey::from_pkcs8_der(pkcs8_der)
+        let key = rsa::PrivateKey::from_pkcs8_der(pkcs8_der)
             .map_err(|e| Error::InvalidKey(format!("not an RSA PKCS#8 private key: {e}")))?;
         Ok(Box::new(RsaPriv(key)))
     }

@@ -1,8 +1,7 @@
 //! Raw RSA keyring (spec `framework/raw-rsa-keyring.md`).
 //!
-//! On the RustCrypto backend RSA decryption is subject to the "Marvin" timing advisory
-//! (RUSTSEC-2023-0071); prefer the default `aws-lc-rs` backend for keyrings that decrypt. See
-//! [`crate::crypto`].
+//! Prefer OAEP padding; PKCS#1 v1.5 is kept for keys written by older SDKs. See [`crate::crypto`]
+//! for the backends' RSA implementations.
 
 use std::fmt;
 

@@ -169,7 +169,7 @@ pub(crate) fn backoff(base: Duration, cap: Duration, attempt: u32) -> Duration {
     let ceiling = base.saturating_mul(1u32 << attempt.min(16)).min(cap);
     let mut r = [0u8; 8];
     // The OS generator; a failure only loses the jitter.
-    let _ = getrandom::getrandom(&mut r);
+    let _ = getrandom::fill(&mut r);
     let frac = (u64::from_le_bytes(r) >> 11) as f64 / (1u64 << 53) as f64;
     ceiling.mul_f64(frac)
 }
