@@ -537,3 +537,31 @@ fn demo_pipeline_runs_end_to_end_against_the_endpoint() {
     assert_eq!(counts.len(), 4, "{kms_line}");
     assert!(counts.iter().all(|&c| c <= 20), "{kms_line}");
 }
+
+#[tokio::test]
+async fn polling_loop_rereads_a_batch_when_the_control_table_fails() {
+    let Some(env) = Endpoint::from_env() else { return };
+    let (ra, rb) = ("eu-south-2", "ap-east-1");
+    let (stream, table) = (unique("poll"), unique("ctl"));
+    let (a, b) = pipeline(&env, ra, rb, &stream, &table).await;
+    let records: Vec<_> = (0..30).map(cdc).collect();
+    assert!(produce(&a.producer(&stream), &records).await.failed.is_empty());
+    let rep = replicator(&a, &b, &stream);
+    let mut reader = rep.open_source(a.kinesis.clone()).await.unwrap();
+    // The active-Region read fails (beyond the SDK's retries): the step fails and nothing is lost.
+    env.inject_fault_status("DynamoDB_20120810.GetItem", ra, 3, 500, "InternalServerError").await;
+    let err = rep.poll_once(&mut reader).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("DynamoDB GetItem"), "{err}");
+    let o = rep.poll_once(&mut reader).await.unwrap();
+    assert_eq!(o.replicated, 30, "the failed batch is read again");
+    assert_eq!(b.read_all(&stream).await.len(), 30);
+
+    // The library's loop: stops once told to and caught up.
+    assert!(produce(&a.producer(&stream), &(30..40).map(cdc).collect::<Vec<_>>()).await.failed.is_empty());
+    let stop = std::sync::atomic::AtomicBool::new(true);
+    let mut forwarded = 0;
+    rep.run(a.kinesis.clone(), &stop, Duration::from_millis(10), |o| forwarded += o.replicated).await.unwrap();
+    assert_eq!(forwarded, 10, "resumed after the checkpoints");
+    assert_eq!(b.read_all(&stream).await.len(), 40);
+}

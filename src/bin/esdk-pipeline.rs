@@ -383,20 +383,10 @@ async fn replicate_loop(
     bar: ProgressBar,
     stop: Arc<AtomicBool>,
 ) -> DemoResult<()> {
-    let mut reader = replicator.open_source(source).await.map_err(|e| e.to_string())?;
-    loop {
-        match replicator.poll_once(&mut reader).await {
-            Ok(o) if o.replicated == 0 && o.failed.is_empty() && o.skipped_foreign == 0 => {
-                if stop.load(Ordering::Relaxed) {
-                    return Ok(());
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Ok(o) => bar.inc(o.replicated as u64),
-            Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(200)).await,
-            Err(e) => return Err(format!("replicator: {e}")),
-        }
-    }
+    replicator
+        .run(source, &stop, Duration::from_millis(100), |o| bar.inc(o.replicated as u64))
+        .await
+        .map_err(|e| format!("replicator: {e}"))
 }
 
 async fn wait_until(deadline: Instant, what: &str, mut done: impl FnMut() -> bool) -> DemoResult<()> {

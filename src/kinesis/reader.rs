@@ -22,7 +22,26 @@ pub enum StartPosition {
 struct ShardCursor {
     shard_id: String,
     iterator: Option<String>,
-    last_sequence: Option<String>,
+    /// Where to get a new iterator if this one expires: at or after a sequence number, or the
+    /// stream's start position.
+    resume: Resume,
+}
+
+#[derive(Clone)]
+enum Resume {
+    Start(ShardIteratorType),
+    After(String),
+    At(String),
+}
+
+impl Resume {
+    fn parts(&self) -> (ShardIteratorType, Option<&str>) {
+        match self {
+            Self::Start(kind) => (kind.clone(), None),
+            Self::After(seq) => (ShardIteratorType::AfterSequenceNumber, Some(seq)),
+            Self::At(seq) => (ShardIteratorType::AtSequenceNumber, Some(seq)),
+        }
+    }
 }
 
 /// Reads all shards of one stream, one `GetRecords` per shard per [`Self::poll`].
@@ -54,16 +73,17 @@ impl StreamReader {
         let mut reader =
             Self { client, stream: stream.to_owned(), shards: Vec::new(), limit: 1000, millis_behind: HashMap::new() };
         for shard_id in shard_ids {
-            let (kind, seq) = match &start {
-                StartPosition::TrimHorizon => (ShardIteratorType::TrimHorizon, None),
-                StartPosition::Latest => (ShardIteratorType::Latest, None),
+            let resume = match &start {
+                StartPosition::TrimHorizon => Resume::Start(ShardIteratorType::TrimHorizon),
+                StartPosition::Latest => Resume::Start(ShardIteratorType::Latest),
                 StartPosition::After(map) => match map.get(&shard_id) {
-                    Some(seq) => (ShardIteratorType::AfterSequenceNumber, Some(seq.clone())),
-                    None => (ShardIteratorType::TrimHorizon, None),
+                    Some(seq) => Resume::After(seq.clone()),
+                    None => Resume::Start(ShardIteratorType::TrimHorizon),
                 },
             };
-            let iterator = reader.iterator(&shard_id, kind, seq.as_deref()).await?;
-            reader.shards.push(ShardCursor { shard_id, iterator, last_sequence: seq });
+            let (kind, seq) = resume.parts();
+            let iterator = reader.iterator(&shard_id, kind, seq).await?;
+            reader.shards.push(ShardCursor { shard_id, iterator, resume });
         }
         Ok(reader)
     }
@@ -107,13 +127,9 @@ impl StreamReader {
             let out = match self.client.get_records().shard_iterator(iterator).limit(self.limit).send().await {
                 Ok(out) => out,
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_expired_iterator_exception()) => {
-                    let shard = &self.shards[i];
-                    let (kind, seq) = match &shard.last_sequence {
-                        Some(s) => (ShardIteratorType::AfterSequenceNumber, Some(s.clone())),
-                        None => (ShardIteratorType::TrimHorizon, None),
-                    };
-                    let shard_id = shard.shard_id.clone();
-                    self.shards[i].iterator = self.iterator(&shard_id, kind, seq.as_deref()).await?;
+                    let (shard_id, resume) = (self.shards[i].shard_id.clone(), self.shards[i].resume.clone());
+                    let (kind, seq) = resume.parts();
+                    self.shards[i].iterator = self.iterator(&shard_id, kind, seq).await?;
                     continue;
                 }
                 Err(e) => return Err(KinesisError::kinesis("GetRecords", &self.stream, &e)),
@@ -123,7 +139,7 @@ impl StreamReader {
                 self.millis_behind.insert(shard.shard_id.clone(), ms);
             }
             for r in out.records() {
-                shard.last_sequence = Some(r.sequence_number().to_owned());
+                shard.resume = Resume::After(r.sequence_number().to_owned());
                 records.push(SourceRecord {
                     shard_id: shard.shard_id.clone(),
                     sequence_number: r.sequence_number().to_owned(),
@@ -146,6 +162,7 @@ impl StreamReader {
             .find(|s| s.shard_id == shard_id)
             .ok_or_else(|| KinesisError::InvalidConfig(format!("shard {shard_id} is not read by this reader")))?;
         shard.iterator = iterator;
+        shard.resume = Resume::At(sequence_number.to_owned());
         Ok(())
     }
 }

@@ -267,14 +267,79 @@ impl Replicator {
         StreamReader::open(source, &self.stream, StartPosition::After(after)).await
     }
 
+    /// The polling loop: reads every shard of the source stream from the checkpoints, replicates
+    /// batch by batch, retries transient failures (throttling, an unreachable Region, DynamoDB
+    /// errors) with backoff, and returns when `shutdown` is set and a poll finds nothing new, or on
+    /// a permanent error. `on_batch` sees every non-empty outcome (for progress and metrics).
+    pub async fn run(
+        &self,
+        source: aws_sdk_kinesis::Client,
+        shutdown: &std::sync::atomic::AtomicBool,
+        idle_wait: Duration,
+        mut on_batch: impl FnMut(&BatchOutcome),
+    ) -> Result<()> {
+        let mut attempt = 0u32;
+        let mut reader = loop {
+            match self.open_source(source.clone()).await {
+                Ok(r) => break r,
+                Err(e) if e.is_retryable() && !shutdown.load(Ordering::Relaxed) => {
+                    tracing::warn!(error = %e, "replicator: opening the source stream failed; retrying");
+                    tokio::time::sleep(super::backoff(idle_wait, Duration::from_secs(20), attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        attempt = 0;
+        loop {
+            match self.poll_once(&mut reader).await {
+                Ok(o) if o.replicated == 0 && o.failed.is_empty() && o.skipped_foreign == 0 && o.refused.is_empty() => {
+                    attempt = 0;
+                    if shutdown.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(idle_wait).await;
+                }
+                Ok(o) => {
+                    attempt = 0;
+                    on_batch(&o);
+                }
+                Err(e) if e.is_retryable() => {
+                    if shutdown.load(Ordering::Relaxed) {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, "replicator: transient failure; retrying");
+                    tokio::time::sleep(super::backoff(idle_wait, Duration::from_secs(20), attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// One step of the polling loop: reads one batch from every shard, replicates it, and
-    /// rewinds the reader to the first failed record of each shard so the next step retries it.
+    /// rewinds the reader to the first failed record of each shard so the next step retries it
+    /// (the whole batch when the step fails, e.g. the control table is unreachable).
     pub async fn poll_once(&self, reader: &mut StreamReader) -> Result<BatchOutcome> {
         let records = reader.poll().await?;
         if records.is_empty() {
             return Ok(BatchOutcome::default());
         }
-        let outcome = self.replicate_batch(&records).await?;
+        let outcome = match self.replicate_batch(&records).await {
+            Ok(o) => o,
+            Err(e) => {
+                // Nothing of this batch may be skipped: read it again next time (records already
+                // forwarded come again as duplicates, which consumers drop by message id).
+                let mut rewound: Vec<&str> = Vec::new();
+                for r in &records {
+                    if !rewound.contains(&r.shard_id.as_str()) {
+                        reader.rewind(&r.shard_id, &r.sequence_number).await?;
+                        rewound.push(&r.shard_id);
+                    }
+                }
+                return Err(e);
+            }
+        };
         let mut rewound: Vec<&str> = Vec::new();
         for (shard, seq) in &outcome.failed {
             if !rewound.contains(&shard.as_str()) {
