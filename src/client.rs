@@ -263,16 +263,18 @@ impl Client {
     }
 
     /// As [`Self::encrypt`], but refuses with [`Error::TooLargeAfterEncryption`] when the message
-    /// would be longer than `max_ciphertext_len`. The exact length is predicted from the header
-    /// before any body is encrypted.
+    /// plus `extra_len` bytes the caller counts beside it (e.g. a Kinesis partition key) would be
+    /// longer than `limit`. The exact length is predicted from the header before any body is
+    /// encrypted.
     pub async fn encrypt_with_limit(
         &self,
         cmm: &dyn MaterialsManager,
         plaintext: &[u8],
         encryption_context: &EncryptionContext,
-        max_ciphertext_len: u64,
+        limit: u64,
+        extra_len: u64,
     ) -> Result<Vec<u8>> {
-        self.encrypt_bounded(cmm, plaintext, encryption_context, Some(max_ciphertext_len)).await
+        self.encrypt_bounded(cmm, plaintext, encryption_context, Some((limit, extra_len))).await
     }
 
     /// As [`Self::encrypt`], writing the message into `out` (replacing its contents). Reusing one
@@ -297,7 +299,7 @@ impl Client {
         cmm: &dyn MaterialsManager,
         plaintext: &[u8],
         encryption_context: &EncryptionContext,
-        limit: Option<u64>,
+        limit: Option<(u64, u64)>,
     ) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         self.encrypt_to(cmm, plaintext, encryption_context, limit, &mut out).await?;
@@ -309,7 +311,7 @@ impl Client {
         cmm: &dyn MaterialsManager,
         plaintext: &[u8],
         encryption_context: &EncryptionContext,
-        limit: Option<u64>,
+        limit: Option<(u64, u64)>,
         out: &mut Vec<u8>,
     ) -> Result<()> {
         let max_len = u64::from(u32::MAX) * u64::from(self.frame_length);
@@ -324,12 +326,13 @@ impl Client {
         let mut header_bytes = Vec::new();
         let (enc, header) = self.start_encryptor(materials, &mut header_bytes)?;
         let predicted = self.ciphertext_len(&header, plaintext.len() as u64);
-        if let Some(limit) = limit.filter(|&l| predicted > l) {
+        if let Some((limit, extra_len)) = limit.filter(|&(l, extra)| predicted.saturating_add(extra) > l) {
             return Err(Error::TooLargeAfterEncryption {
                 plaintext_len: plaintext.len() as u64,
-                predicted_len: predicted,
+                predicted_len: predicted.saturating_add(extra_len),
+                extra_len,
                 limit,
-                max_plaintext: self.max_plaintext_len(&header, limit),
+                max_plaintext: limit.checked_sub(extra_len).and_then(|budget| self.max_plaintext_len(&header, budget)),
             });
         }
         let predicted = usize::try_from(predicted).map_err(|_| Error::LimitExceeded {

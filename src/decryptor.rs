@@ -228,20 +228,15 @@ impl Decryptor {
             regular_out = tail;
             runs.push((r.start, &input[r.start * regular_size..r.end * regular_size], o));
         }
-        crate::parallel::run(
-            runs,
-            threads,
-            |(first, frames, o): (usize, &[u8], &mut [u8])| {
-                for (i, (bytes, o)) in frames.chunks_exact(regular_size).zip(o.chunks_exact_mut(f)).enumerate() {
-                    let Ok(Read::Frame(frame, _)) = body::read_frame(bytes, self.frame_len) else {
-                        return Err(Error::Crypto("internal error: a scanned frame no longer parses"));
-                    };
-                    open(&frame, (first + i + 1) as u32, o)?;
-                }
-                Ok(())
-            },
-            || Error::Crypto("a frame-decryption thread panicked"),
-        )?;
+        crate::parallel::run(runs, threads, |(first, frames, o): (usize, &[u8], &mut [u8])| {
+            for (i, (bytes, o)) in frames.chunks_exact(regular_size).zip(o.chunks_exact_mut(f)).enumerate() {
+                let Ok(Read::Frame(frame, _)) = body::read_frame(bytes, self.frame_len) else {
+                    return Err(Error::Crypto("internal error: a scanned frame no longer parses"));
+                };
+                open(&frame, (first + i + 1) as u32, o)?;
+            }
+            Ok(())
+        })?;
         if let Some((at, _)) = last {
             let Ok(Read::Frame(frame, _)) = body::read_frame(&input[at..], self.frame_len) else {
                 return Err(Error::Crypto("internal error: the scanned final frame no longer parses"));

@@ -172,29 +172,19 @@ impl Encryptor {
             frames_out = tail;
             runs.push((r.start, &plaintext[r.start * f..r.end * f], o));
         }
-        crate::parallel::run(
-            runs,
-            threads,
-            |(first, pt, o): (usize, &[u8], &mut [u8])| {
-                for (i, (p, o)) in pt.chunks_exact(f).zip(o.chunks_exact_mut(regular_size)).enumerate() {
-                    seal_frame(key, id, BodyKind::Regular, (first + i + 1) as u32, p, o)?;
-                }
-                Ok(())
-            },
-            || Error::Crypto("a frame-encryption thread panicked"),
-        )?;
+        crate::parallel::run(runs, threads, |(first, pt, o): (usize, &[u8], &mut [u8])| {
+            for (i, (p, o)) in pt.chunks_exact(f).zip(o.chunks_exact_mut(regular_size)).enumerate() {
+                seal_frame(key, id, BodyKind::Regular, (first + i + 1) as u32, p, o)?;
+            }
+            Ok::<(), Error>(())
+        })?;
         let (final_out, footer_out) = rest.split_at_mut(final_size);
         seal_frame(key, id, BodyKind::Final, (regular + 1) as u32, &plaintext[regular * f..], final_out)?;
         self.finished = true;
         if let Some((key, mut hasher)) = self.signer.take() {
             hasher.update(&out[..body_len]);
             let sig = key.sign_digest(&hasher.finish())?;
-            let footer_out = &mut out[body_len..];
-            if footer_out.len() != 2 + sig.len() {
-                return Err(Error::Crypto("internal error: signature length differs from the predicted one"));
-            }
-            footer_out[..2].copy_from_slice(&(sig.len() as u16).to_be_bytes());
-            footer_out[2..].copy_from_slice(&sig);
+            footer::write(&mut out[body_len..], &sig)?;
         } else if !footer_out.is_empty() {
             return Err(Error::Crypto("internal error: output buffer longer than the message"));
         }

@@ -233,12 +233,14 @@ pub enum Error {
         limit: u64,
     },
     /// The message would exceed the caller's size limit; nothing was encrypted or sent.
-    #[error("{plaintext_len} bytes of plaintext would encrypt to {predicted_len} bytes, above the limit of {limit} bytes{}; split the payload or raise the limit", match max_plaintext { Some(m) => format!(" (at most {m} bytes of plaintext fit)"), None => " (not even an empty payload fits)".into() })]
+    #[error("{plaintext_len} bytes of plaintext would encrypt to {predicted_len} bytes{}, above the limit of {limit} bytes{}; split the payload or raise the limit", if *extra_len > 0 { format!(" (including {extra_len} bytes counted beside the message, e.g. a partition key)") } else { String::new() }, match max_plaintext { Some(m) => format!(" (at most {m} bytes of plaintext fit)"), None => " (not even an empty payload fits)".into() })]
     TooLargeAfterEncryption {
         /// Plaintext length.
         plaintext_len: u64,
-        /// Exact length the message would have (plus any per-record overhead the caller counts).
+        /// Exact length the message would have, plus `extra_len`.
         predicted_len: u64,
+        /// Bytes the caller counts against the limit beside the message (a Kinesis partition key).
+        extra_len: u64,
         /// The limit.
         limit: u64,
         /// The largest plaintext that fits, if any.

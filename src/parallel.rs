@@ -38,14 +38,13 @@ pub(crate) fn split(n: usize, threads: usize) -> Vec<std::ops::Range<usize>> {
     (0..n).step_by(per).map(|start| start..(start + per).min(n)).collect()
 }
 
-/// Runs `work` on each run (on rayon's pool with feature `parallel`, else in order on the calling
-/// thread) and returns the error of the first run, in order, that failed, so the reported
+/// Runs `work` on each run (on rayon's pool with feature `parallel`, which re-raises a helper's
+/// panic on the calling thread; else in order on the calling thread) and returns the error of the first run, in order, that failed, so the reported
 /// failure is the one a sequential pass would have hit first.
 pub(crate) fn run<T: Send, E: Send>(
     runs: Vec<T>,
     threads: usize,
     work: impl Fn(T) -> Result<(), E> + Sync + Send,
-    panicked: impl Fn() -> E,
 ) -> Result<(), E> {
     if runs.len() <= 1 || threads <= 1 {
         return runs.into_iter().try_for_each(work);
@@ -57,7 +56,6 @@ pub(crate) fn run<T: Send, E: Send>(
         // the sequential path.
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::Mutex;
-        let _ = &panicked; // rayon re-raises a helper's panic on the calling thread
         let slots: Vec<Mutex<Option<T>>> = runs.into_iter().map(|r| Mutex::new(Some(r))).collect();
         let results: Vec<Mutex<Option<Result<(), E>>>> = slots.iter().map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);
@@ -79,7 +77,6 @@ pub(crate) fn run<T: Send, E: Send>(
     }
     #[cfg(not(feature = "parallel"))]
     {
-        let _ = &panicked;
         runs.into_iter().try_for_each(work)
     }
 }
@@ -103,9 +100,9 @@ mod tests {
     #[test]
     fn first_failing_run_wins() {
         for threads in [1, 2, 3] {
-            let r = run(vec![0, 1, 2, 3], threads, |i| if i >= 1 { Err(i) } else { Ok(()) }, || 99);
+            let r = run(vec![0, 1, 2, 3], threads, |i| if i >= 1 { Err(i) } else { Ok(()) });
             assert_eq!(r, Err(1));
-            assert_eq!(run(Vec::<u8>::new(), threads, |_| Err(()), || ()), Ok(()));
+            assert_eq!(run(Vec::<u8>::new(), threads, |_| Err(())), Ok(()));
         }
     }
 }

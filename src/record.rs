@@ -269,20 +269,9 @@ impl RecordCodec {
             }
             None => &self.context,
         };
-        let key_len = partition_key.len() as u64;
-        let budget = u64::from(self.record_limit).saturating_sub(key_len);
+        let limit = u64::from(self.record_limit);
         let data =
-            self.client.encrypt_with_limit(self.cmm.as_ref(), payload, ec, budget).await.map_err(|e| match e {
-                Error::TooLargeAfterEncryption { plaintext_len, predicted_len, max_plaintext, .. } => {
-                    Error::TooLargeAfterEncryption {
-                        plaintext_len,
-                        predicted_len: predicted_len + key_len,
-                        limit: self.record_limit.into(),
-                        max_plaintext,
-                    }
-                }
-                other => other,
-            })?;
+            self.client.encrypt_with_limit(self.cmm.as_ref(), payload, ec, limit, partition_key.len() as u64).await?;
         Ok(EncryptedRecord { partition_key: partition_key.to_owned(), data: data.into(), plaintext_len: payload.len() })
     }
 }

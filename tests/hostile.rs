@@ -1,6 +1,9 @@
 //! Hostile and malformed input: every case is an error of the right kind, never a panic or an
 //! allocation proportional to a length field the input does not back.
 
+mod common;
+
+use common::vectors_dir;
 use esdk::{Client, DefaultCmm, EncryptionContext, ErrorKind, HeaderLimits, MessageHeader, RawAesKeyring};
 
 fn cmm() -> DefaultCmm {
@@ -166,20 +169,6 @@ fn authentic_header_with_a_4_gib_frame_length_is_refused_by_the_frame_limit() {
     // Only the configured limit refused it: raised, the same bytes decrypt.
     let raised = Client::builder().max_frame_length(u32::MAX).build().unwrap();
     assert_eq!(raised.decrypt_blocking(&cmm(), &m, None).unwrap().plaintext, b"small");
-}
-
-/// The official vectors' directory, as `tests/vectors.rs` finds it.
-fn vectors_dir() -> Option<std::path::PathBuf> {
-    let dir = std::env::var_os("ESDK_TEST_VECTORS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
-    if dir.join("manifest.json").is_file() {
-        return Some(dir);
-    }
-    let msg = format!("test vectors not found at {}", dir.display());
-    assert!(!std::env::var("CI").is_ok_and(|v| v == "true"), "{msg}");
-    eprintln!("NOTICE: NOT RUN: {msg}");
-    None
 }
 
 #[test]

@@ -334,6 +334,7 @@ async fn record_too_large_after_encryption_is_refused_before_sending() {
     assert_eq!(*limit, 1 << 20);
     assert!(*predicted_len > 1 << 20);
     assert!(err.to_string().contains("at most"), "{err}");
+    assert!(err.to_string().contains("8 bytes counted beside the message"), "the partition key is named: {err}");
     // The predicted maximum fits exactly: Kinesis (which enforces 1 MiB including the key) takes it.
     let payload = vec![7u8; *max as usize];
     let report = producer.put([(key, &payload[..], None)]).await;

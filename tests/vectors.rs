@@ -2,32 +2,16 @@
 //! `../shared/vectors`) with every crypto backend this build enables, and checks the HKDF
 //! known answers published with the commitment KATs.
 
+mod common;
 #[path = "../examples/vectors/runner.rs"]
 #[allow(dead_code)]
 mod runner;
 
+use common::vectors_dir;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use esdk::Backend;
-
-fn vectors_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("ESDK_TEST_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
-    if dir.join("manifest.json").is_file() {
-        return Some(dir);
-    }
-    let msg = format!(
-        "test vectors not found at {} (set ESDK_TEST_VECTORS to the directory holding manifest.json)",
-        dir.display()
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{msg}");
-    }
-    eprintln!("NOTICE: NOT RUN: {msg}");
-    None
-}
 
 fn run_modes(modes: &[runner::Mode]) {
     let Some(dir) = vectors_dir() else { return };

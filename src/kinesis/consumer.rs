@@ -122,12 +122,9 @@ impl Consumer {
     }
 
     /// How many message ids to remember (0 disables de-duplication).
-    pub fn with_dedup_window(self, capacity: usize) -> Self {
-        let capacity_now = capacity;
-        Self {
-            dedup: Mutex::new(Dedup { seen: HashSet::new(), order: VecDeque::new(), capacity: capacity_now }),
-            ..self
-        }
+    pub fn with_dedup_window(mut self, capacity: usize) -> Self {
+        self.dedup = Mutex::new(Dedup { seen: HashSet::new(), order: VecDeque::new(), capacity });
+        self
     }
 
     fn check_context(&self, actual: &EncryptionContext) -> Result<(), Error> {

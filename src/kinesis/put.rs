@@ -86,19 +86,20 @@ pub(crate) async fn put_ordered(
 ) -> (Vec<EntryOutcome>, PutStats) {
     let n = entries.len();
     let mut outcomes: Vec<Option<EntryOutcome>> = (0..n).map(|_| None).collect();
+    let mut failed_keys: HashSet<&str> = HashSet::new();
     let mut attempts = vec![0u32; n];
     let mut stats = PutStats::default();
     let mut pending: VecDeque<usize> = VecDeque::with_capacity(n);
     for (i, (key, data)) in entries.iter().enumerate() {
         let billed = key.len() + data.len();
         if billed > cfg.record_limit {
-            outcomes[i] =
-                Some(EntryOutcome::Failed(KinesisError::RecordTooLarge { len: billed, limit: cfg.record_limit }));
+            let err = KinesisError::RecordTooLarge { len: billed, limit: cfg.record_limit };
+            fail(&mut outcomes, &mut failed_keys, entries, i, err);
         } else {
             pending.push_back(i);
         }
     }
-    fail_followers(entries, &mut outcomes, &mut pending);
+    fail_followers(entries, &failed_keys, &mut outcomes, &mut pending);
 
     let mut round = 0u32;
     while !pending.is_empty() {
@@ -108,17 +109,25 @@ pub(crate) async fn put_ordered(
         let mut any_failed = false;
         for request in split_requests(entries, &selected, cfg) {
             stats.requests += 1;
-            let records: Vec<PutRecordsRequestEntry> = request
+            let built: Result<Vec<PutRecordsRequestEntry>, _> = request
                 .iter()
                 .map(|&i| {
                     PutRecordsRequestEntry::builder()
                         .partition_key(entries[i].0)
                         .data(Blob::new(entries[i].1.to_vec()))
                         .build()
-                        .expect("data and partition key are set")
                 })
                 .collect();
-            let sent = client.put_records().stream_name(stream).set_records(Some(records)).send().await;
+            let sent = match built {
+                Ok(records) => client.put_records().stream_name(stream).set_records(Some(records)).send().await,
+                Err(e) => {
+                    for &i in &request {
+                        let err = KinesisError::InvalidConfig(format!("cannot build the PutRecords request: {e}"));
+                        fail(&mut outcomes, &mut failed_keys, entries, i, err);
+                    }
+                    continue;
+                }
+            };
             match sent {
                 Ok(resp) => {
                     for (&i, r) in request.iter().zip(resp.records()) {
@@ -132,19 +141,19 @@ pub(crate) async fn put_ordered(
                             }
                             (code, _, _) => {
                                 any_failed = true;
-                                let code = code.unwrap_or("MissingSequenceNumber");
                                 if attempts[i] >= cfg.max_attempts {
-                                    outcomes[i] = Some(EntryOutcome::Failed(KinesisError::Kinesis {
+                                    let err = KinesisError::Kinesis {
                                         operation: "PutRecords",
                                         stream: stream.to_owned(),
-                                        code: code.to_owned(),
+                                        code: code.unwrap_or("MissingSequenceNumber").to_owned(),
                                         message: format!(
                                             "{} (after {} attempts)",
                                             r.error_message().unwrap_or_default(),
                                             attempts[i]
                                         ),
                                         retryable: true,
-                                    }));
+                                    };
+                                    fail(&mut outcomes, &mut failed_keys, entries, i, err);
                                 }
                             }
                         }
@@ -156,38 +165,64 @@ pub(crate) async fn put_ordered(
                     }
                 }
                 Err(e) => {
+                    // One classification for the whole request; each entry gets its own error.
                     any_failed = true;
-                    let err = KinesisError::kinesis("PutRecords", stream, &e);
-                    let retryable = err.is_retryable();
+                    let f = crate::aws_error::classify(&e);
                     for &i in &request {
                         attempts[i] += 1;
-                        if !retryable || attempts[i] >= cfg.max_attempts {
-                            outcomes[i] = Some(EntryOutcome::Failed(clone_failure(&err, attempts[i])));
+                        if !f.retryable || attempts[i] >= cfg.max_attempts {
+                            let err = KinesisError::Kinesis {
+                                operation: "PutRecords",
+                                stream: stream.to_owned(),
+                                code: f.code.clone(),
+                                message: format!("{} (after {} attempts)", f.message, attempts[i]),
+                                retryable: f.retryable,
+                            };
+                            fail(&mut outcomes, &mut failed_keys, entries, i, err);
                         }
                     }
                 }
             }
         }
         pending.retain(|&i| outcomes[i].is_none());
-        fail_followers(entries, &mut outcomes, &mut pending);
+        fail_followers(entries, &failed_keys, &mut outcomes, &mut pending);
         if any_failed && !pending.is_empty() {
-            stats.retried_entries += pending.iter().filter(|&&i| attempts[i] > 0).count() as u64;
             tokio::time::sleep(backoff(cfg.base_backoff, cfg.max_backoff, round)).await;
             round += 1;
         }
     }
-    let outcomes = outcomes.into_iter().map(|o| o.expect("every entry is decided when nothing is pending")).collect();
+    stats.retried_entries = attempts.iter().filter(|&&a| a > 1).count() as u64;
+    let outcomes = outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| {
+                EntryOutcome::Failed(KinesisError::InvalidConfig("internal error: entry left undecided".into()))
+            })
+        })
+        .collect();
     (outcomes, stats)
 }
 
+/// Records a final failure for entry `i` and remembers its key, so later records of that key are
+/// not sent out of order.
+fn fail<'a>(
+    outcomes: &mut [Option<EntryOutcome>],
+    failed_keys: &mut HashSet<&'a str>,
+    entries: &[(&'a str, &Bytes)],
+    i: usize,
+    err: KinesisError,
+) {
+    outcomes[i] = Some(EntryOutcome::Failed(err));
+    failed_keys.insert(entries[i].0);
+}
+
 /// Marks the pending records that follow a failed record of the same key as not sent.
-fn fail_followers(entries: &[(&str, &Bytes)], outcomes: &mut [Option<EntryOutcome>], pending: &mut VecDeque<usize>) {
-    let failed_keys: HashSet<&str> = outcomes
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| matches!(o, Some(EntryOutcome::Failed(_))))
-        .map(|(i, _)| entries[i].0)
-        .collect();
+fn fail_followers(
+    entries: &[(&str, &Bytes)],
+    failed_keys: &HashSet<&str>,
+    outcomes: &mut [Option<EntryOutcome>],
+    pending: &mut VecDeque<usize>,
+) {
     if failed_keys.is_empty() {
         return;
     }
@@ -199,19 +234,6 @@ fn fail_followers(entries: &[(&str, &Bytes)], outcomes: &mut [Option<EntryOutcom
             true
         }
     });
-}
-
-fn clone_failure(err: &KinesisError, attempts: u32) -> KinesisError {
-    match err {
-        KinesisError::Kinesis { operation, stream, code, message, retryable } => KinesisError::Kinesis {
-            operation,
-            stream: stream.clone(),
-            code: code.clone(),
-            message: format!("{message} (after {attempts} attempts)"),
-            retryable: *retryable,
-        },
-        other => KinesisError::InvalidConfig(other.to_string()),
-    }
 }
 
 /// Splits `selected` (in order) into requests within the record-count and byte limits.

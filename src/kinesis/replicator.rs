@@ -1,7 +1,7 @@
 //! Crypto-blind cross-Region replicator: forwards record bytes unchanged, reading only public
 //! header fields (origin Region, commit time, EDK key ARNs). Needs no KMS permission.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -206,30 +206,25 @@ impl Replicator {
         }
         // Per shard: checkpoint the last record before the first failure; report the failure and
         // everything after it in that shard.
-        let mut first_failure: HashMap<&str, usize> = HashMap::new();
-        let mut last_ok: HashMap<&str, usize> = HashMap::new();
+        // One pass: per shard, the last good record (checkpoint) and the newest commit time up to it.
+        let mut failed_shards: HashSet<&str> = HashSet::new();
+        let mut last_ok: HashMap<&str, (usize, Option<SystemTime>)> = HashMap::new();
         for (i, r) in records.iter().enumerate() {
             let shard = r.shard_id.as_str();
-            if first_failure.contains_key(shard) || failed[i] {
-                first_failure.entry(shard).or_insert(i);
+            if failed[i] || failed_shards.contains(shard) {
+                failed_shards.insert(shard);
                 outcome.failed.push((r.shard_id.clone(), r.sequence_number.clone()));
-            } else if last_ok
-                .get(shard)
-                .is_none_or(|&j| seq_cmp(&records[j].sequence_number, &r.sequence_number).is_lt())
-            {
-                last_ok.insert(shard, i);
+                continue;
             }
+            let entry = last_ok.entry(shard).or_insert((i, None));
+            if seq_cmp(&records[entry.0].sequence_number, &r.sequence_number).is_lt() {
+                entry.0 = i;
+            }
+            entry.1 = entry.1.max(commit_times[i]);
         }
-        let mut shards: Vec<(&str, usize)> = last_ok.into_iter().collect();
-        shards.sort();
-        for (shard, i) in shards {
-            // The newest commit time forwarded from this shard up to the checkpoint.
-            let commit_time = records
-                .iter()
-                .enumerate()
-                .filter(|(j, r)| r.shard_id == shard && *j <= i && !failed[*j])
-                .filter_map(|(j, _)| commit_times[j])
-                .max();
+        let mut shards: Vec<(&str, (usize, Option<SystemTime>))> = last_ok.into_iter().collect();
+        shards.sort_by_key(|(shard, _)| *shard);
+        for (shard, (i, commit_time)) in shards {
             let cp = Checkpoint {
                 stream: self.stream.clone(),
                 source_region: self.source_region.clone(),

@@ -4,6 +4,22 @@
 #[cfg(feature = "kms")]
 pub mod aws;
 
+/// The official vectors' directory (`ESDK_TEST_VECTORS`, default `../shared/vectors`), or `None`
+/// after [`missing`] when it is not there.
+pub fn vectors_dir() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("ESDK_TEST_VECTORS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors"));
+    if dir.join("manifest.json").is_file() {
+        return Some(dir);
+    }
+    missing(&format!(
+        "test vectors not found at {} (set ESDK_TEST_VECTORS to the directory holding manifest.json)",
+        dir.display()
+    ));
+    None
+}
+
 /// Fails under `CI=true` (the test script must provide what the test needs); elsewhere prints a
 /// visible notice that the test did not run.
 pub fn missing(what: &str) {
