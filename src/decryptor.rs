@@ -9,6 +9,7 @@ use crate::format::body::{self, BodyAad, FrameRef, Read};
 use crate::format::footer::{self, Footer};
 use crate::format::header::{ContentType, ParsedHeader};
 use crate::materials::{DecryptionMaterials, VerificationKey};
+use crate::parallel::Workers;
 use crate::suite::Curve;
 
 /// What one call to [`Decryptor::step`] achieved.
@@ -177,7 +178,7 @@ impl Decryptor {
     /// for the first frame it would have failed at. Returns the plaintext and the bytes consumed.
     /// `out` is resized to the plaintext (a fresh zeroed allocation when it has no capacity,
     /// otherwise reused without zeroing: every byte is overwritten).
-    pub(crate) fn open_all(&mut self, input: &[u8], threads: usize, out: &mut Vec<u8>) -> Result<usize> {
+    pub(crate) fn open_all(&mut self, input: &[u8], workers: Workers, out: &mut Vec<u8>) -> Result<usize> {
         if self.content_type != ContentType::Framed || self.stage != Stage::Body || self.next_seq != 1 {
             return Err(Error::Crypto("internal state error: open_all needs a fresh framed body"));
         }
@@ -222,27 +223,29 @@ impl Decryptor {
                 }
             })
         };
+        // Contiguous runs of regular frames, then the final frame as a run of its own, so that it
+        // too is opened in parallel: (first frame index, frame count, frames, output).
         let mut runs = Vec::new();
-        for r in crate::parallel::split(regular, threads) {
+        for r in crate::parallel::split(regular, workers.threads) {
             let (o, tail) = std::mem::take(&mut regular_out).split_at_mut(r.len() * f);
             regular_out = tail;
-            runs.push((r.start, &input[r.start * regular_size..r.end * regular_size], o));
+            runs.push((r.start, r.len(), &input[r.start * regular_size..r.end * regular_size], o));
         }
-        crate::parallel::run(runs, threads, |(first, frames, o): (usize, &[u8], &mut [u8])| {
-            for (i, (bytes, o)) in frames.chunks_exact(regular_size).zip(o.chunks_exact_mut(f)).enumerate() {
-                let Ok(Read::Frame(frame, _)) = body::read_frame(bytes, self.frame_len) else {
+        if let Some((at, _)) = last {
+            runs.push((regular, 1, &input[at..pos], final_out));
+        }
+        crate::parallel::run(runs, workers, |(first, count, frames, o): (usize, usize, &[u8], &mut [u8])| {
+            let (mut at, mut written) = (0, 0);
+            for i in 0..count {
+                let Ok(Read::Frame(frame, used)) = body::read_frame(&frames[at..], self.frame_len) else {
                     return Err(Error::Crypto("internal error: a scanned frame no longer parses"));
                 };
-                open(&frame, (first + i + 1) as u32, o)?;
+                let n = frame.ciphertext.len();
+                open(&frame, (first + i + 1) as u32, &mut o[written..written + n])?;
+                (at, written) = (at + used, written + n);
             }
             Ok(())
         })?;
-        if let Some((at, _)) = last {
-            let Ok(Read::Frame(frame, _)) = body::read_frame(&input[at..], self.frame_len) else {
-                return Err(Error::Crypto("internal error: the scanned final frame no longer parses"));
-            };
-            open(&frame, (regular + 1) as u32, final_out)?;
-        }
         if let Some(e) = scan_error {
             return Err(e);
         }

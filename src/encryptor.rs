@@ -8,6 +8,7 @@ use crate::format::body::{self, BodyAad, BodyKind};
 use crate::format::footer;
 use crate::format::header::{self, ContentType, MessageHeader};
 use crate::materials::{EncryptionMaterials, SigningKey};
+use crate::parallel::Workers;
 
 /// Encrypts one message frame by frame.
 pub(crate) struct Encryptor {
@@ -149,8 +150,8 @@ impl Encryptor {
     }
 
     /// One-shot: writes every frame of `plaintext` and, for signed suites, the footer into `out`,
-    /// which must be exactly that long. Regular frames are sealed on up to `threads` threads.
-    pub(crate) fn seal_all(mut self, plaintext: &[u8], out: &mut [u8], threads: usize) -> Result<()> {
+    /// which must be exactly that long. Frames are sealed by `workers`.
+    pub(crate) fn seal_all(mut self, plaintext: &[u8], out: &mut [u8], workers: Workers) -> Result<()> {
         let f = self.frame_len as usize;
         let (regular, last) = body::split_frames(plaintext.len() as u64, self.frame_len);
         if self.next_seq != 1 || regular >= u64::from(u32::MAX - 1) {
@@ -164,22 +165,26 @@ impl Encryptor {
             return Err(Error::Crypto("internal error: output buffer shorter than the message"));
         }
         let (mut frames_out, rest) = out.split_at_mut(regular * regular_size);
+        let (final_out, footer_out) = rest.split_at_mut(final_size);
         let (key, id) = (self.key.as_ref(), self.message_id.as_slice());
-        // Contiguous runs of regular frames: (first frame index, plaintext, output).
+        // Contiguous runs of regular frames, then the final frame as a run of its own, so that it
+        // too is sealed in parallel: (first frame index, frame kind, plaintext, output).
         let mut runs = Vec::new();
-        for r in crate::parallel::split(regular, threads) {
+        for r in crate::parallel::split(regular, workers.threads) {
             let (o, tail) = std::mem::take(&mut frames_out).split_at_mut(r.len() * regular_size);
             frames_out = tail;
-            runs.push((r.start, &plaintext[r.start * f..r.end * f], o));
+            runs.push((r.start, BodyKind::Regular, &plaintext[r.start * f..r.end * f], o));
         }
-        crate::parallel::run(runs, threads, |(first, pt, o): (usize, &[u8], &mut [u8])| {
+        runs.push((regular, BodyKind::Final, &plaintext[regular * f..], final_out));
+        crate::parallel::run(runs, workers, |(first, kind, pt, o): (usize, BodyKind, &[u8], &mut [u8])| {
+            if kind == BodyKind::Final {
+                return seal_frame(key, id, kind, (first + 1) as u32, pt, o);
+            }
             for (i, (p, o)) in pt.chunks_exact(f).zip(o.chunks_exact_mut(regular_size)).enumerate() {
-                seal_frame(key, id, BodyKind::Regular, (first + i + 1) as u32, p, o)?;
+                seal_frame(key, id, kind, (first + i + 1) as u32, p, o)?;
             }
             Ok::<(), Error>(())
         })?;
-        let (final_out, footer_out) = rest.split_at_mut(final_size);
-        seal_frame(key, id, BodyKind::Final, (regular + 1) as u32, &plaintext[regular * f..], final_out)?;
         self.finished = true;
         if let Some((key, mut hasher)) = self.signer.take() {
             hasher.update(&out[..body_len]);
@@ -232,7 +237,7 @@ mod tests {
         for frame_len in [1000u32, 4096, 65536] {
             let body = body::framed_body_len(plaintext.len() as u64, frame_len) as usize;
             let mut sequential = vec![0u8; body];
-            encryptor(frame_len).seal_all(&plaintext, &mut sequential, 1).unwrap();
+            encryptor(frame_len).seal_all(&plaintext, &mut sequential, Workers::ONE).unwrap();
             // The frame-by-frame (streaming) path agrees too.
             let mut streamed = Vec::new();
             let mut e = encryptor(frame_len);
@@ -245,7 +250,9 @@ mod tests {
             assert_eq!(streamed, sequential);
             for threads in [2, 3, 8] {
                 let mut parallel = vec![0u8; body];
-                encryptor(frame_len).seal_all(&plaintext, &mut parallel, threads).unwrap();
+                encryptor(frame_len)
+                    .seal_all(&plaintext, &mut parallel, Workers { threads, linger: std::time::Duration::ZERO })
+                    .unwrap();
                 assert!(parallel == sequential, "frame {frame_len}, {threads} threads");
             }
         }

@@ -78,6 +78,13 @@ fn parallel_and_sequential_paths_agree() {
                 assert_eq!(sequence(&one), sequence(&parallel));
                 assert_eq!(sequence(&stream), sequence(&parallel));
             }
+            // Damage in the final frame's tag (sealed and opened as a run of its own).
+            let final_len = size - frames * frame as usize;
+            let mut bad = message.clone();
+            bad[header_len + frames * regular + 4 + 4 + 12 + 4 + final_len + 15] ^= 0x80;
+            let parallel = client(suite, frame, 4).decrypt_blocking(&cmm(), &bad, None).unwrap_err();
+            assert_eq!(sequence(&parallel), Some(frames as u32 + 1), "{parallel}");
+            assert_eq!(sequence(&streamed(&client(suite, frame, 1), &bad).unwrap_err()), Some(frames as u32 + 1));
             // A missing frame, and a cut inside a frame.
             let mut dropped = message.clone();
             dropped.drain(header_len + regular..header_len + 2 * regular);
@@ -90,4 +97,25 @@ fn parallel_and_sequential_paths_agree() {
             assert_eq!(streamed(&client(suite, frame, 1), cut).unwrap_err().kind(), ErrorKind::Truncated);
         }
     }
+}
+
+#[test]
+fn concurrent_callers_share_the_frame_pool() {
+    // More callers than cores, lingering and non-lingering clients mixed: every message round
+    // trips and nobody waits forever for a pool thread.
+    let plaintext: Vec<u8> = (0..(1 << 20) + 5).map(|i| (i % 241) as u8).collect();
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            let plaintext = &plaintext;
+            s.spawn(move || {
+                let linger = if t % 2 == 0 { std::time::Duration::ZERO } else { std::time::Duration::from_millis(1) };
+                let c = Client::builder().frame_length(16384).frame_threads(3).frame_linger(linger).build().unwrap();
+                let ec: EncryptionContext = [("caller", t.to_string())].into_iter().collect();
+                for _ in 0..20 {
+                    let message = c.encrypt_blocking(&cmm(), plaintext, &ec).unwrap();
+                    assert_eq!(&c.decrypt_blocking(&cmm(), &message, None).unwrap().plaintext, plaintext);
+                }
+            });
+        }
+    });
 }
