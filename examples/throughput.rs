@@ -35,6 +35,7 @@ struct Opts {
     threads: usize,
     workers: usize,
     frame_length: Option<u32>,
+    linger_us: Option<u64>,
     cache: bool,
     repeats: usize,
 }
@@ -48,6 +49,7 @@ fn parse() -> Result<Opts, String> {
         threads: 1,
         workers: 1,
         frame_length: None,
+        linger_us: None,
         cache: false,
         repeats: 5,
     };
@@ -65,6 +67,7 @@ fn parse() -> Result<Opts, String> {
             "--seconds" => o.seconds = val()?.parse().map_err(|e| format!("--seconds: {e}"))?,
             "--threads" => o.threads = val()?.parse().map_err(|e| format!("--threads: {e}"))?,
             "--workers" => o.workers = val()?.parse().map_err(|e| format!("--workers: {e}"))?,
+            "--linger-us" => o.linger_us = Some(val()?.parse().map_err(|e| format!("--linger-us: {e}"))?),
             "--frame-length" => o.frame_length = Some(val()?.parse().map_err(|e| format!("--frame-length: {e}"))?),
             "--repeats" => o.repeats = val()?.parse().map_err(|e| format!("--repeats: {e}"))?,
             "--cache" => o.cache = true,
@@ -105,9 +108,14 @@ fn main() {
     };
     let frame_length =
         o.frame_length.unwrap_or(if o.threads == 1 { o.size.clamp(1, 1 << 20) as u32 } else { 64 << 10 });
-    let client = Arc::new(
-        Client::builder().suite(o.suite).frame_length(frame_length).frame_threads(o.threads).build().expect("client"),
-    );
+    let client = Arc::new({
+        let b = Client::builder().suite(o.suite).frame_length(frame_length).frame_threads(o.threads);
+        let b = match o.linger_us {
+            Some(us) => b.frame_linger(Duration::from_micros(us)),
+            None => b,
+        };
+        b.build().expect("client")
+    });
     let ec: EncryptionContext = [("stream", "orders")].into_iter().collect();
     let plaintext = Arc::new(vec![0x42u8; o.size]);
     let message = Arc::new(client.encrypt_blocking(&*cmm, &plaintext, &ec).expect("encrypt"));

@@ -132,7 +132,11 @@ impl ClientBuilder {
     /// Most threads a one-shot encrypt or decrypt of a framed message may use for its frames
     /// (default 0: the machine's parallelism; 1: always the calling thread). Messages under
     /// 256 KiB of plaintext always stay on the calling thread, and each extra thread gets at least
-    /// 128 KiB. The output is the same bytes either way.
+    /// 128 KiB. Helpers come from a pool of this crate's own and only for cores that no other
+    /// caller's large message has used in the last few milliseconds, so as many workers as cores
+    /// run at full speed. The output is the same bytes either way. Set 1 when the process keeps
+    /// every core busy with other work: a helper that is preempted while holding frames makes the
+    /// caller wait for it.
     pub fn frame_threads(mut self, threads: usize) -> Self {
         self.client.frame_threads = threads;
         self

@@ -69,7 +69,18 @@ pub(crate) fn run<T: Send, E: Send>(
     }
     #[cfg(feature = "parallel")]
     if let Some(pool) = pool::get() {
-        return pool::run(pool, runs, workers, work);
+        // Helpers only for cores that no other caller's large message is using (now or in the
+        // last few milliseconds): when every core has a caller, a helper shares a core with one,
+        // gets preempted holding a run, and the caller waiting for it loses a whole time slice.
+        // The sequential path stays counted too.
+        let me = pool::Caller::enter();
+        let free = available().saturating_sub(me.callers());
+        let helpers = (workers.threads - 1).min(free).min(pool.current_num_threads());
+        return if helpers > 0 {
+            pool::run(pool, runs, helpers, workers.linger, work)
+        } else {
+            runs.into_iter().try_for_each(work)
+        };
     }
     runs.into_iter().try_for_each(work)
 }
@@ -84,8 +95,6 @@ mod pool {
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use std::sync::{Mutex, OnceLock};
     use std::time::{Duration, Instant};
-
-    use super::Workers;
 
     pub(super) fn get() -> Option<&'static rayon::ThreadPool> {
         static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
@@ -153,10 +162,48 @@ mod pool {
         }
     }
 
+    /// Callers currently working on a message with more than one run.
+    static CALLERS: AtomicUsize = AtomicUsize::new(0);
+    /// The most callers seen at once lately, and until when that counts (ns since `EPOCH`).
+    static PEAK: AtomicUsize = AtomicUsize::new(0);
+    static PEAK_UNTIL: AtomicU64 = AtomicU64::new(0);
+    /// How long an overlap of callers is remembered: workers that take turns (one in its
+    /// prologue while the other is in its frames) still count as busy together.
+    const PEAK_MEMORY: Duration = Duration::from_millis(2);
+
+    /// One caller counted in `CALLERS` while it lives.
+    pub(super) struct Caller(usize);
+
+    impl Caller {
+        pub(super) fn enter() -> Self {
+            let now = CALLERS.fetch_add(1, Ordering::Relaxed) + 1;
+            let t = now_ns();
+            let recent = if t < PEAK_UNTIL.load(Ordering::Relaxed) { PEAK.load(Ordering::Relaxed) } else { 0 };
+            if now >= 2 {
+                PEAK.store(now.max(recent), Ordering::Relaxed);
+                PEAK_UNTIL.store(t.saturating_add(PEAK_MEMORY.as_nanos() as u64), Ordering::Relaxed);
+            }
+            Self(now.max(recent))
+        }
+
+        /// Callers at work now or lately, this one included.
+        pub(super) fn callers(&self) -> usize {
+            self.0
+        }
+    }
+
+    impl Drop for Caller {
+        fn drop(&mut self) {
+            CALLERS.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs `work` on the calling thread and `helpers` pool threads.
     pub(super) fn run<T: Send, E: Send>(
         pool: &'static rayon::ThreadPool,
         runs: Vec<T>,
-        workers: Workers,
+        helpers: usize,
+        linger: Duration,
         work: impl Fn(T) -> Result<(), E> + Sync + Send,
     ) -> Result<(), E> {
         // Dynamic hand-out from both ends: the calling thread starts at once and takes runs from
@@ -183,7 +230,7 @@ mod pool {
             let r = work(item);
             *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
         };
-        let helpers = workers.threads.min(n).saturating_sub(1).min(pool.current_num_threads());
+        let helpers = helpers.min(n - 1);
         pool.in_place_scope(|s| {
             for _ in 0..helpers {
                 s.spawn(|_| worker(false));
@@ -195,7 +242,7 @@ mod pool {
                 std::thread::yield_now();
             }
         });
-        keep_awake(pool, helpers, workers.linger);
+        keep_awake(pool, helpers, linger);
         results.into_iter().try_for_each(|r| r.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or(Ok(())))
     }
 }
