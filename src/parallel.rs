@@ -30,6 +30,7 @@ pub(crate) const DEFAULT_FRAME_LINGER: Duration = Duration::from_micros(100);
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Workers {
     pub(crate) threads: usize,
+    #[cfg_attr(not(feature = "parallel"), allow(dead_code))]
     pub(crate) linger: Duration,
 }
 
