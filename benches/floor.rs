@@ -2,7 +2,7 @@
 //! 0x0578 needs (with materials already at hand), with no message format around them. Shared by
 //! the criterion benches and `examples/throughput.rs`, so ratios compare like with like.
 
-use aws_lc_rs::{aead, digest, hkdf, rand, signature};
+use aws_lc_rs::{aead, digest, hkdf, hmac, rand, signature};
 
 /// Pre-built keys and a pre-encrypted body of one size for the floor loops.
 pub struct Floor {
@@ -80,7 +80,9 @@ impl Floor {
 
     /// Derives the message key and commit key (one extract, two expands) and builds the GCM key.
     fn message_key(&self, message_id: &[u8; 32]) -> aead::LessSafeKey {
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA512, message_id).extract(&self.data_key);
+        // `hkdf::Salt::extract` would extract again inside each expansion; one HMAC is the extract.
+        let extracted = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA512, message_id), &self.data_key);
+        let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA512, extracted.as_ref());
         let mut key = [0u8; 32];
         let mut commit = [0u8; 32];
         prk.expand(&[b"\x04\x78", b"DERIVEKEY"], Len(32)).unwrap().fill(&mut key).unwrap();

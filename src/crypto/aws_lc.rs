@@ -2,7 +2,7 @@
 
 use aws_lc_rs::encoding::{AsBigEndian, EcPublicKeyCompressedBin};
 use aws_lc_rs::signature::{self, KeyPair};
-use aws_lc_rs::{aead, digest, hkdf, rsa};
+use aws_lc_rs::{aead, digest, hkdf, hmac, rsa};
 use zeroize::Zeroizing;
 
 use super::{AeadKey, AuthFailed, EcdsaSigner, EcdsaVerifier, Hasher, Provider, RsaPadding, RsaPrivate, RsaPublic};
@@ -186,13 +186,17 @@ impl Provider for AwsLc {
     }
 
     fn hkdf(&self, hash: HashAlg, salt: &[u8], ikm: &[u8], outputs: &mut [(&[&[u8]], &mut [u8])]) -> Result<()> {
-        let alg = match hash {
-            HashAlg::Sha256 => hkdf::HKDF_SHA256,
-            HashAlg::Sha384 => hkdf::HKDF_SHA384,
-            HashAlg::Sha512 => hkdf::HKDF_SHA512,
+        let (alg, mac) = match hash {
+            HashAlg::Sha256 => (hkdf::HKDF_SHA256, hmac::HMAC_SHA256),
+            HashAlg::Sha384 => (hkdf::HKDF_SHA384, hmac::HMAC_SHA384),
+            HashAlg::Sha512 => (hkdf::HKDF_SHA512, hmac::HMAC_SHA512),
             HashAlg::Sha1 => return Err(Error::Crypto("HKDF-SHA1 is not used by any suite")),
         };
-        let prk = hkdf::Salt::new(alg, salt).extract(ikm);
+        // HKDF-Extract (RFC 5869, section 2.2) is HMAC(salt, IKM); it is computed once here and
+        // expanded per output. (`hkdf::Salt::extract` only stores its inputs and extracts again
+        // inside every expansion: two extracts per committing-suite message.) An empty salt is
+        // the RFC's string of zeros: HMAC pads its key with zeros either way.
+        let prk = hkdf::Prk::new_less_safe(alg, hmac::sign(&hmac::Key::new(mac, salt), ikm).as_ref());
         for (info, out) in outputs.iter_mut() {
             let okm = prk.expand(info, OkmLen(out.len())).map_err(|_| Error::Crypto("HKDF expand failed"))?;
             okm.fill(out).map_err(|_| Error::Crypto("HKDF expand failed"))?;

@@ -106,6 +106,43 @@ mod tests {
         }
     }
 
+    fn hex(s: &str) -> Vec<u8> {
+        ::hex::decode(s).unwrap()
+    }
+
+    /// RFC 5869 appendix A, test cases 1 and 3 (HKDF-SHA256, 42 bytes: two expansion blocks; case 3
+    /// with empty salt and info), on every backend, and one extract shared by two outputs.
+    #[test]
+    fn provider_hkdf_matches_rfc5869() {
+        let ikm = [0x0bu8; 22];
+        let cases = [
+            (
+                hex("000102030405060708090a0b0c"),
+                hex("f0f1f2f3f4f5f6f7f8f9"),
+                "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865",
+            ),
+            (
+                Vec::new(),
+                Vec::new(),
+                "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8",
+            ),
+        ];
+        for &backend in Backend::all() {
+            for (salt, info, okm) in &cases {
+                let (mut a, mut b) = ([0u8; 42], [0u8; 42]);
+                let (head, tail): (&[u8], &[u8]) = info.split_at(info.len() / 2);
+                let split: [&[u8]; 2] = [head, tail];
+                let whole: [&[u8]; 1] = [info];
+                backend
+                    .provider()
+                    .hkdf(HashAlg::Sha256, salt, &ikm, &mut [(&whole, &mut a), (&split, &mut b)])
+                    .unwrap();
+                assert_eq!(a.to_vec(), hex(okm), "{}", backend.name());
+                assert_eq!(a, b, "{}", backend.name());
+            }
+        }
+    }
+
     #[test]
     fn data_key_length_is_checked() {
         let p = Backend::default().provider();
