@@ -427,12 +427,12 @@ impl Client {
         )
     }
 
-    /// The bound on plaintext held back for signature verification when streaming.
     /// Who seals or opens the frames of a one-shot message of `len` bytes.
     fn frame_workers(&self, len: usize) -> crate::parallel::Workers {
         crate::parallel::Workers::for_len(len, self.frame_threads, self.frame_linger)
     }
 
+    /// The bound on plaintext held back for signature verification when streaming.
     pub(crate) fn max_buffered_plaintext(&self) -> usize {
         self.max_buffered_plaintext
     }

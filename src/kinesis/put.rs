@@ -142,17 +142,13 @@ pub(crate) async fn put_ordered(
                             (code, _, _) => {
                                 any_failed = true;
                                 if attempts[i] >= cfg.max_attempts {
-                                    let err = KinesisError::Kinesis {
-                                        operation: "PutRecords",
-                                        stream: stream.to_owned(),
-                                        code: code.unwrap_or("MissingSequenceNumber").to_owned(),
-                                        message: format!(
-                                            "{} (after {} attempts)",
-                                            r.error_message().unwrap_or_default(),
-                                            attempts[i]
-                                        ),
-                                        retryable: true,
-                                    };
+                                    let err = put_failure(
+                                        stream,
+                                        code.unwrap_or("MissingSequenceNumber"),
+                                        r.error_message().unwrap_or_default(),
+                                        attempts[i],
+                                        true,
+                                    );
                                     fail(&mut outcomes, &mut failed_keys, entries, i, err);
                                 }
                             }
@@ -171,13 +167,7 @@ pub(crate) async fn put_ordered(
                     for &i in &request {
                         attempts[i] += 1;
                         if !f.retryable || attempts[i] >= cfg.max_attempts {
-                            let err = KinesisError::Kinesis {
-                                operation: "PutRecords",
-                                stream: stream.to_owned(),
-                                code: f.code.clone(),
-                                message: format!("{} (after {} attempts)", f.message, attempts[i]),
-                                retryable: f.retryable,
-                            };
+                            let err = put_failure(stream, &f.code, &f.message, attempts[i], f.retryable);
                             fail(&mut outcomes, &mut failed_keys, entries, i, err);
                         }
                     }
@@ -201,6 +191,17 @@ pub(crate) async fn put_ordered(
         })
         .collect();
     (outcomes, stats)
+}
+
+/// The final error of an entry that PutRecords did not take, after `attempts` attempts.
+fn put_failure(stream: &str, code: &str, message: &str, attempts: u32, retryable: bool) -> KinesisError {
+    KinesisError::Kinesis {
+        operation: "PutRecords",
+        stream: stream.to_owned(),
+        code: code.to_owned(),
+        message: format!("{message} (after {attempts} attempts)"),
+        retryable,
+    }
 }
 
 /// Records a final failure for entry `i` and remembers its key, so later records of that key are

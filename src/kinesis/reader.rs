@@ -153,6 +153,19 @@ impl StreamReader {
         Ok(records)
     }
 
+    /// Rewinds every shard named in `positions` to the first sequence number listed for it (the
+    /// positions of one shard come in order, so that is the earliest).
+    pub async fn rewind_to_first(&mut self, positions: &[(&str, &str)]) -> Result<()> {
+        let mut rewound: Vec<&str> = Vec::new();
+        for &(shard_id, sequence_number) in positions {
+            if !rewound.contains(&shard_id) {
+                self.rewind(shard_id, sequence_number).await?;
+                rewound.push(shard_id);
+            }
+        }
+        Ok(())
+    }
+
     /// Re-reads `shard_id` from `sequence_number` (inclusive), e.g. after a partial failure.
     pub async fn rewind(&mut self, shard_id: &str, sequence_number: &str) -> Result<()> {
         let iterator = self.iterator(shard_id, ShardIteratorType::AtSequenceNumber, Some(sequence_number)).await?;

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use super::control::{Checkpoint, CheckpointWrite, ControlTable};
 use super::put::{put_ordered, EntryOutcome, PutConfig};
 use super::reader::{StartPosition, StreamReader};
-use super::{seq_cmp, Result, SourceRecord};
+use super::{seq_cmp, KinesisError, Result, SourceRecord};
 use crate::keyring::kms::{mrk_match, KeyIdentifier};
 use crate::record::RecordHeader;
 
@@ -204,9 +204,8 @@ impl Replicator {
                 EntryOutcome::Failed(_) => failed[i] = true,
             }
         }
-        // Per shard: checkpoint the last record before the first failure; report the failure and
-        // everything after it in that shard.
-        // One pass: per shard, the last good record (checkpoint) and the newest commit time up to it.
+        // One pass per shard: checkpoint the last record before the first failure (with the newest
+        // commit time up to it); report the failure and everything after it in that shard.
         let mut failed_shards: HashSet<&str> = HashSet::new();
         let mut last_ok: HashMap<&str, (usize, Option<SystemTime>)> = HashMap::new();
         for (i, r) in records.iter().enumerate() {
@@ -278,9 +277,7 @@ impl Replicator {
             match self.open_source(source.clone()).await {
                 Ok(r) => break r,
                 Err(e) if e.is_retryable() && !shutdown.load(Ordering::Relaxed) => {
-                    tracing::warn!(error = %e, "replicator: opening the source stream failed; retrying");
-                    tokio::time::sleep(super::backoff(idle_wait, Duration::from_secs(20), attempt)).await;
-                    attempt += 1;
+                    retry_later(&e, "opening the source stream", idle_wait, &mut attempt).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -299,13 +296,8 @@ impl Replicator {
                     attempt = 0;
                     on_batch(&o);
                 }
-                Err(e) if e.is_retryable() => {
-                    if shutdown.load(Ordering::Relaxed) {
-                        return Err(e);
-                    }
-                    tracing::warn!(error = %e, "replicator: transient failure; retrying");
-                    tokio::time::sleep(super::backoff(idle_wait, Duration::from_secs(20), attempt)).await;
-                    attempt += 1;
+                Err(e) if e.is_retryable() && !shutdown.load(Ordering::Relaxed) => {
+                    retry_later(&e, "a replication step", idle_wait, &mut attempt).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -325,23 +317,22 @@ impl Replicator {
             Err(e) => {
                 // Nothing of this batch may be skipped: read it again next time (records already
                 // forwarded come again as duplicates, which consumers drop by message id).
-                let mut rewound: Vec<&str> = Vec::new();
-                for r in &records {
-                    if !rewound.contains(&r.shard_id.as_str()) {
-                        reader.rewind(&r.shard_id, &r.sequence_number).await?;
-                        rewound.push(&r.shard_id);
-                    }
-                }
+                let positions: Vec<(&str, &str)> =
+                    records.iter().map(|r| (r.shard_id.as_str(), r.sequence_number.as_str())).collect();
+                reader.rewind_to_first(&positions).await?;
                 return Err(e);
             }
         };
-        let mut rewound: Vec<&str> = Vec::new();
-        for (shard, seq) in &outcome.failed {
-            if !rewound.contains(&shard.as_str()) {
-                reader.rewind(shard, seq).await?;
-                rewound.push(shard);
-            }
-        }
+        let positions: Vec<(&str, &str)> = outcome.failed.iter().map(|(s, q)| (s.as_str(), q.as_str())).collect();
+        reader.rewind_to_first(&positions).await?;
         Ok(outcome)
     }
+}
+
+/// Logs a transient failure of the polling loop and waits (exponential backoff from `base`, at
+/// most 20 s) before the next attempt.
+async fn retry_later(e: &KinesisError, what: &str, base: Duration, attempt: &mut u32) {
+    tracing::warn!(error = %e, "replicator: {what} failed (transient); retrying");
+    tokio::time::sleep(super::backoff(base, Duration::from_secs(20), *attempt)).await;
+    *attempt += 1;
 }
