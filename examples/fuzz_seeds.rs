@@ -1,12 +1,12 @@
 //! Writes the checked-in seed corpora of the fuzz targets (`fuzz/corpus/<target>/`): one small
 //! message per suite under the fuzz targets' keys, contexts, and key-spec strings.
-//! `cargo run --example fuzz_seeds` (run from the repository root). `scripts/fuzz` also feeds the
-//! official vectors from `../shared/vectors` as an extra, read-only corpus.
+//! `cargo run --example fuzz_seeds`; the Kinesis record seeds come from
+//! `cargo run -p esdk-kinesis --example record_fuzz_seeds`. `scripts/fuzz` also feeds the official vectors
+//! from `../shared/vectors` as an extra, read-only corpus.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use esdk::record::{CommitTimeInContext, RecordCodec};
 use esdk::{
     AlgorithmSuite, Client, CommitmentPolicy, DefaultCmm, EncryptionContext, MultiKeyring, RawAesKeyring,
     RawRsaKeyring, RsaPadding,
@@ -41,15 +41,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             stream.extend_from_slice(&message);
             std::fs::write(root.join("decrypt_stream").join(&name), stream)?;
         }
-    }
-    // record_header: records as the Kinesis record codec writes them (stream, origin Region and
-    // commit time in the context).
-    let cmm: Arc<dyn esdk::MaterialsManager> = Arc::new(cmm);
-    for (i, mode) in [CommitTimeInContext::default(), CommitTimeInContext::Exact].into_iter().enumerate() {
-        let codec = RecordCodec::builder(cmm.clone(), "orders-cdc", "us-east-1").commit_time(mode).build()?;
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_658_174_400_123);
-        let record = esdk::client::block_on(codec.encrypt("12349999", br#"{"Key": 12349999}"#, Some(t)))?;
-        std::fs::write(root.join("record_header").join(format!("seed-record-{i}")), &record.data)?;
     }
     std::fs::create_dir_all(root.join("encryption_context"))?;
     std::fs::write(root.join("encryption_context/seed-1"), ec.to_bytes()?)?;

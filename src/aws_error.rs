@@ -1,26 +1,20 @@
-//! Classification of AWS SDK failures shared by the KMS keyrings and the Kinesis layer: the
-//! service's error code (or a transport failure class), its message, and whether a retry can help.
+//! Classification of AWS KMS failures: the service's error code (or a transport failure class),
+//! its message, and whether a retry can help.
 
 // The smithy runtime types, as every aws-sdk-* crate re-exports them.
 use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
-/// Codes that mean "try again later" across KMS, Kinesis and DynamoDB.
+/// KMS codes that mean "try again later".
 pub(crate) const TRANSIENT_CODES: &[&str] = &[
     "ThrottlingException",
     "Throttling",
-    "ThrottledException",
-    "RequestLimitExceeded",
     "LimitExceededException",
-    "TooManyRequestsException",
-    "ProvisionedThroughputExceededException",
-    "KMSThrottlingException",
     "KMSInternalException",
     "DependencyTimeoutException",
     "KeyUnavailableException",
     "ServiceUnavailable",
     "InternalFailure",
-    "InternalServerError",
 ];
 
 /// Whether a service error code (and HTTP status) is transient.

@@ -176,6 +176,7 @@ impl ClientBuilder {
 }
 
 /// The result of a successful decryption.
+#[non_exhaustive]
 pub struct Decrypted {
     /// The plaintext.
     pub plaintext: Vec<u8>,
@@ -190,6 +191,7 @@ pub struct Decrypted {
 
 /// What [`Client::decrypt_into`] returns besides the plaintext it wrote.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct MessageInfo {
     /// The authenticated header.
     pub header: MessageHeader,
@@ -363,7 +365,8 @@ impl Client {
         size_for_overwrite(out, predicted);
         let header_len = header_bytes.len();
         out[..header_len].copy_from_slice(&header_bytes);
-        enc.seal_all(plaintext, &mut out[header_len..], self.frame_workers(plaintext.len()))
+        let workers = self.frame_workers(plaintext.len());
+        off_executor(plaintext.len(), || enc.seal_all(plaintext, &mut out[header_len..], workers))
     }
 
     /// Validates the caller's context and suite, and gets encryption materials
@@ -550,7 +553,8 @@ impl Client {
         let mut pos = parsed.total_len;
         if parsed.header.content_type() == ContentType::Framed {
             let body = &ciphertext[pos..];
-            pos += dec.open_all(body, self.frame_workers(body.len()), out)?;
+            let workers = self.frame_workers(body.len());
+            pos += off_executor(body.len(), || dec.open_all(body, workers, out))?;
         } else {
             out.zeroize();
             while !dec.is_done() {
@@ -566,15 +570,17 @@ impl Client {
         Ok(MessageInfo { header: parsed.header, encryption_context, unwrapped_edk })
     }
 
-    /// [`Self::encrypt`] for synchronous callers. Runs the future on the calling thread, so the
-    /// keyrings must not need an async runtime (raw keyrings and cached materials do not).
+    /// [`Self::encrypt`] for synchronous callers: runs on the calling thread (KMS keyrings on
+    /// `AwsSdkKmsClient` use a background runtime of this crate). Fails at once with
+    /// [`Error::BlockingInAsyncContext`] when called inside a Tokio runtime: use the async method
+    /// there.
     pub fn encrypt_blocking(
         &self,
         cmm: &dyn MaterialsManager,
         plaintext: &[u8],
         encryption_context: &EncryptionContext,
     ) -> Result<Vec<u8>> {
-        block_on(self.encrypt(cmm, plaintext, encryption_context))
+        block_on("Client::encrypt_blocking", "Client::encrypt", self.encrypt(cmm, plaintext, encryption_context))
     }
 
     /// [`Self::encrypt_into`] for synchronous callers; see [`Self::encrypt_blocking`].
@@ -585,7 +591,11 @@ impl Client {
         encryption_context: &EncryptionContext,
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        block_on(self.encrypt_into(cmm, plaintext, encryption_context, out))
+        block_on(
+            "Client::encrypt_into_blocking",
+            "Client::encrypt_into",
+            self.encrypt_into(cmm, plaintext, encryption_context, out),
+        )
     }
 
     /// [`Self::decrypt_into`] for synchronous callers; see [`Self::encrypt_blocking`].
@@ -596,7 +606,11 @@ impl Client {
         reproduced_encryption_context: Option<&EncryptionContext>,
         out: &mut Vec<u8>,
     ) -> Result<MessageInfo> {
-        block_on(self.decrypt_into(cmm, ciphertext, reproduced_encryption_context, out))
+        block_on(
+            "Client::decrypt_into_blocking",
+            "Client::decrypt_into",
+            self.decrypt_into(cmm, ciphertext, reproduced_encryption_context, out),
+        )
     }
 
     /// [`Self::decrypt`] for synchronous callers; see [`Self::encrypt_blocking`].
@@ -606,7 +620,11 @@ impl Client {
         ciphertext: &[u8],
         reproduced_encryption_context: Option<&EncryptionContext>,
     ) -> Result<Decrypted> {
-        block_on(self.decrypt(cmm, ciphertext, reproduced_encryption_context))
+        block_on(
+            "Client::decrypt_blocking",
+            "Client::decrypt",
+            self.decrypt(cmm, ciphertext, reproduced_encryption_context),
+        )
     }
 
     /// [`Self::decrypt_unsigned_only`] for synchronous callers.
@@ -616,7 +634,11 @@ impl Client {
         ciphertext: &[u8],
         reproduced_encryption_context: Option<&EncryptionContext>,
     ) -> Result<Decrypted> {
-        block_on(self.decrypt_unsigned_only(cmm, ciphertext, reproduced_encryption_context))
+        block_on(
+            "Client::decrypt_unsigned_only_blocking",
+            "Client::decrypt_unsigned_only",
+            self.decrypt_unsigned_only(cmm, ciphertext, reproduced_encryption_context),
+        )
     }
 }
 
@@ -633,6 +655,27 @@ pub(crate) fn size_for_overwrite(out: &mut Vec<u8>, len: usize) {
     }
 }
 
+/// Messages at least this long do their frame work off the executor's threads (feature `tokio`).
+pub const OFF_EXECUTOR_MIN_LEN: usize = 1 << 20;
+
+/// Runs the CPU work of a one-shot message of `len` bytes. With feature `tokio`, on a worker of
+/// a multi-thread Tokio runtime and for messages of [`OFF_EXECUTOR_MIN_LEN`] or more, inside
+/// `tokio::task::block_in_place`: the worker hands its other tasks to another worker first, so
+/// they are not stalled for the milliseconds a large message takes. On a current-thread runtime
+/// there is no other worker to hand tasks to: run large messages from `spawn_blocking` there.
+fn off_executor<T>(len: usize, work: impl FnOnce() -> T) -> T {
+    #[cfg(feature = "tokio")]
+    if len >= OFF_EXECUTOR_MIN_LEN {
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            return tokio::task::block_in_place(work);
+        }
+    }
+    let _ = len;
+    work()
+}
+
 struct ThreadWaker(std::thread::Thread);
 
 impl Wake for ThreadWaker {
@@ -641,13 +684,24 @@ impl Wake for ThreadWaker {
     }
 }
 
-/// Drives a future to completion on the current thread, parking between polls.
+/// Drives a future of this crate to completion on the calling thread, for the `_blocking`
+/// methods; parks between polls.
 ///
-/// For this crate's futures (raw keyrings, and KMS keyrings on [`AwsSdkKmsClient`], which run
-/// their calls on a background Tokio runtime when none is current); not a general executor.
+/// Refused on a thread inside a Tokio runtime (detectable when this crate is built with `kms` or
+/// `tokio`): blocking there can wait forever for I/O that the blocked runtime would have to drive
+/// (a current-thread runtime, or KMS calls). Raw keyrings and cached materials never wait; KMS
+/// keyrings on [`AwsSdkKmsClient`] run their calls on a background runtime of this crate when
+/// the calling thread has none.
 ///
 /// [`AwsSdkKmsClient`]: crate::keyring::kms::AwsSdkKmsClient
-pub fn block_on<F: Future>(future: F) -> F::Output {
+pub(crate) fn block_on<T>(
+    call: &'static str,
+    call_async: &'static str,
+    future: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    if inside_async_runtime() {
+        return Err(Error::BlockingInAsyncContext { call, call_async });
+    }
     let mut future = std::pin::pin!(future);
     let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
     let mut cx = Context::from_waker(&waker);
@@ -656,5 +710,17 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             return out;
         }
         std::thread::park();
+    }
+}
+
+/// Whether the calling thread runs inside a Tokio runtime.
+fn inside_async_runtime() -> bool {
+    #[cfg(any(feature = "kms", feature = "tokio"))]
+    {
+        tokio::runtime::Handle::try_current().is_ok()
+    }
+    #[cfg(not(any(feature = "kms", feature = "tokio")))]
+    {
+        false
     }
 }

@@ -151,13 +151,14 @@ impl Decryptor {
             }
             Stage::Footer => {
                 let Some((key, _, curve)) = &self.verifier else {
-                    return Err(Error::Crypto("internal state error: footer stage without verifier"));
+                    return Err(Error::Internal("decrypt state: footer stage without verifier"));
                 };
                 match footer::read(input, curve.max_signature_len())? {
                     Footer::Need(n) => Ok(Step::Need(n)),
                     Footer::Signature(sig, used) => {
                         let key = key.clone();
-                        let (_, hasher, _) = self.verifier.take().ok_or(Error::Crypto("internal state error"))?;
+                        let (_, hasher, _) =
+                            self.verifier.take().ok_or(Error::Internal("decrypt state: footer without verifier"))?;
                         let digest = hasher.finish();
                         if !key.verify_digest(&digest, sig) {
                             return Err(Error::Signature("the footer signature does not match the message"));
@@ -180,7 +181,7 @@ impl Decryptor {
     /// otherwise reused without zeroing: every byte is overwritten).
     pub(crate) fn open_all(&mut self, input: &[u8], workers: Workers, out: &mut Vec<u8>) -> Result<usize> {
         if self.content_type != ContentType::Framed || self.stage != Stage::Body || self.next_seq != 1 {
-            return Err(Error::Crypto("internal state error: open_all needs a fresh framed body"));
+            return Err(Error::Internal("decrypt state: open_all needs a fresh framed body"));
         }
         let f = self.frame_len as usize;
         let regular_size = body::REGULAR_FRAME_OVERHEAD + f;
@@ -238,7 +239,7 @@ impl Decryptor {
             let (mut at, mut written) = (0, 0);
             for i in 0..count {
                 let Ok(Read::Frame(frame, used)) = body::read_frame(&frames[at..], self.frame_len) else {
-                    return Err(Error::Crypto("internal error: a scanned frame no longer parses"));
+                    return Err(Error::Internal("a scanned frame no longer parses"));
                 };
                 let n = frame.ciphertext.len();
                 open(&frame, (first + i + 1) as u32, &mut o[written..written + n])?;

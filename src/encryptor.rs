@@ -106,7 +106,7 @@ impl Encryptor {
     /// Appends one regular frame; `plaintext` must be exactly one frame long.
     pub(crate) fn regular_frame(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
         if plaintext.len() != self.frame_len as usize {
-            return Err(Error::InvalidConfig("a regular frame must be exactly one frame length".into()));
+            return Err(Error::Internal("a regular frame must be exactly one frame length"));
         }
         // The final frame needs a sequence number too, so regular frames stop at 2^32 - 2.
         if self.next_seq == u32::MAX {
@@ -122,7 +122,7 @@ impl Encryptor {
     /// Appends the final frame (at most one frame long) and, for signed suites, the footer.
     pub(crate) fn final_frame(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
         if plaintext.len() > self.frame_len as usize {
-            return Err(Error::InvalidConfig("the final frame is longer than the frame length".into()));
+            return Err(Error::Internal("the final frame is longer than the frame length"));
         }
         self.frame(BodyKind::Final, plaintext, out)?;
         self.finished = true;
@@ -136,7 +136,7 @@ impl Encryptor {
 
     fn frame(&mut self, kind: BodyKind, plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
         if self.finished {
-            return Err(Error::InvalidConfig("the message is already finished".into()));
+            return Err(Error::Internal("the message is already finished"));
         }
         let seq = self.next_seq;
         let start = out.len();
@@ -162,7 +162,7 @@ impl Encryptor {
         let final_size = body::frame_size(BodyKind::Final, last as usize);
         let body_len = regular * regular_size + final_size;
         if out.len() < body_len {
-            return Err(Error::Crypto("internal error: output buffer shorter than the message"));
+            return Err(Error::Internal("output buffer shorter than the message"));
         }
         let (mut frames_out, rest) = out.split_at_mut(regular * regular_size);
         let (final_out, footer_out) = rest.split_at_mut(final_size);
@@ -191,7 +191,7 @@ impl Encryptor {
             let sig = key.sign_digest(&hasher.finish())?;
             footer::write(&mut out[body_len..], &sig)?;
         } else if !footer_out.is_empty() {
-            return Err(Error::Crypto("internal error: output buffer longer than the message"));
+            return Err(Error::Internal("output buffer longer than the message"));
         }
         Ok(())
     }

@@ -60,10 +60,204 @@ pub enum ErrorKind {
     Crypto,
     /// Reading or writing a stream failed.
     Io,
+    /// A KMS call failed.
+    Kms,
+    /// A blocking call was made inside an async runtime.
+    BlockingInAsyncContext,
+    /// An internal invariant failed (a bug).
+    Internal,
+}
+
+/// A failed AWS KMS call, classified for operators: the operation, the `KeyId` it used, the AWS
+/// error code and whether retrying can help.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KmsError {
+    /// `GenerateDataKey`, `Encrypt` or `Decrypt`.
+    pub operation: &'static str,
+    /// The `KeyId` the call used.
+    pub key_id: String,
+    /// The AWS error code (`ThrottlingException`, `AccessDeniedException`, ...), or a transport
+    /// failure class (`Timeout`, `DispatchFailure`).
+    pub code: String,
+    /// Detail from the SDK or service.
+    pub message: String,
+    /// Whether retrying later may succeed (throttling, timeouts, 5xx).
+    pub retryable: bool,
+}
+
+impl KmsError {
+    /// A failure with every field given.
+    pub fn new(operation: &'static str, key_id: &str, code: &str, message: &str, retryable: bool) -> Self {
+        Self { operation, key_id: key_id.to_owned(), code: code.to_owned(), message: message.to_owned(), retryable }
+    }
+}
+
+impl fmt::Display for KmsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "KMS {} with KeyId {} failed: {}{}{} ({})",
+            self.operation,
+            self.key_id,
+            self.code,
+            if self.message.is_empty() { "" } else { ": " },
+            self.message,
+            if self.retryable { "transient, retrying later may help" } else { "permanent" }
+        )
+    }
+}
+
+impl std::error::Error for KmsError {}
+
+/// Why a keyring skipped an encrypted data key without trying it (no key was used, no call made).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// The EDK's provider id is not this keyring's (its namespace, or `aws-kms`).
+    ProviderId,
+    /// Raw keyrings: the key name in the provider info is not this keyring's.
+    KeyName {
+        /// The key name in the EDK, lossily decoded.
+        found: String,
+    },
+    /// Raw AES keyring: the provider info does not have the layout this keyring writes.
+    ProviderInfoLayout {
+        /// What differs.
+        reason: &'static str,
+    },
+    /// Strict KMS keyrings: the EDK's key is not the configured key (for MRK-aware keyrings: nor
+    /// a replica of it).
+    NotAllowListed {
+        /// The EDK's key ARN.
+        key_arn: String,
+    },
+    /// KMS discovery keyrings: the EDK's partition or account is outside the discovery filter.
+    DiscoveryFilter {
+        /// The EDK's key ARN.
+        key_arn: String,
+        /// The filter, as `partition P, accounts [..]`.
+        filter: String,
+    },
+    /// KMS discovery keyrings bound to a Region: a single-Region key of another Region.
+    OtherRegion {
+        /// The EDK's key ARN.
+        key_arn: String,
+        /// The only Region this keyring calls.
+        region: String,
+    },
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ProviderId => f.write_str("provider id is not this keyring's"),
+            Self::KeyName { found } => write!(f, "key name {found:?} is not this keyring's"),
+            Self::ProviderInfoLayout { reason } => write!(f, "provider info is not a raw AES key's: {reason}"),
+            Self::NotAllowListed { key_arn } => write!(f, "{key_arn} is not allow-listed"),
+            Self::DiscoveryFilter { key_arn, filter } => {
+                write!(f, "{key_arn} is outside the discovery filter ({filter})")
+            }
+            Self::OtherRegion { key_arn, region } => {
+                write!(f, "{key_arn} is a single-Region key of another Region; this keyring only calls {region}")
+            }
+        }
+    }
+}
+
+/// Why a keyring failed to use an encrypted data key it tried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EdkFailure {
+    /// The KMS call failed (code and retryability in the [`KmsError`]).
+    Kms(KmsError),
+    /// An `aws-kms` EDK whose provider info is not a valid key ARN: the spec makes the keyring's
+    /// whole OnDecrypt fail.
+    MalformedProviderInfo {
+        /// Why it is not a key ARN.
+        reason: String,
+    },
+    /// KMS `Decrypt` answered for another key than the one asked for.
+    KmsKeyIdMismatch {
+        /// The `KeyId` of the request.
+        requested: String,
+        /// The `KeyId` of the response.
+        returned: String,
+    },
+    /// The unwrapped data key has the wrong length for the message's suite.
+    DataKeyLength {
+        /// Bytes returned.
+        found: usize,
+        /// Bytes the suite needs.
+        expected: usize,
+    },
+    /// A raw RSA keyring holding only a public key cannot unwrap.
+    NoPrivateKey,
+    /// Unwrapping failed: wrong key material, a different encryption context, or a tampered EDK.
+    /// (One reason for every cause, so that failures reveal nothing about the key.)
+    Unwrap,
+    /// A child keyring of a multi-keyring failed with another error.
+    Keyring {
+        /// The child's error.
+        error: String,
+        /// Whether retrying could help.
+        retryable: bool,
+    },
+}
+
+impl EdkFailure {
+    /// Whether retrying could help (a transient KMS failure).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Kms(e) => e.retryable,
+            Self::Keyring { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for EdkFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Kms(e) => e.fmt(f),
+            Self::MalformedProviderInfo { reason } => write!(f, "malformed aws-kms provider info: {reason}"),
+            Self::KmsKeyIdMismatch { requested, returned } => {
+                write!(f, "KMS Decrypt answered for {returned} instead of {requested}")
+            }
+            Self::DataKeyLength { found, expected } => {
+                write!(f, "unwrapped a {found}-byte key, the suite needs {expected}")
+            }
+            Self::NoPrivateKey => f.write_str("this keyring has only a public key and cannot decrypt"),
+            Self::Unwrap => {
+                f.write_str("the wrapped key did not unwrap (wrong key, different encryption context, or tampered)")
+            }
+            Self::Keyring { error, .. } => write!(f, "keyring failed: {error}"),
+        }
+    }
+}
+
+/// What happened to one encrypted data key during decryption.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EdkOutcome {
+    /// Skipped by the keyring's filter (no call made).
+    Skipped(SkipReason),
+    /// Tried and failed.
+    Failed(EdkFailure),
+}
+
+impl fmt::Display for EdkOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Skipped(r) => write!(f, "skipped: {r} (no call made)"),
+            Self::Failed(e) => write!(f, "failed: {e}"),
+        }
+    }
 }
 
 /// Why one encrypted data key was not used during decryption.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EdkAttempt {
     /// The keyring that looked at the EDK (e.g. `raw AES keyring ns/name`).
     pub keyring: String,
@@ -74,13 +268,19 @@ pub struct EdkAttempt {
     /// Provider info (key name or key ARN), lossily decoded.
     pub provider_info: String,
     /// What happened.
-    pub outcome: String,
-    /// Whether retrying might help (e.g. a throttled KMS call).
-    pub retryable: bool,
+    pub outcome: EdkOutcome,
+}
+
+impl EdkAttempt {
+    /// Whether retrying might help (a throttled or timed-out KMS call).
+    pub fn is_retryable(&self) -> bool {
+        matches!(&self.outcome, EdkOutcome::Failed(e) if e.is_retryable())
+    }
 }
 
 /// The EDKs a decryption saw and why none produced a data key.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UnwrapReport {
     /// Every EDK in the message as `(provider id, provider info)`.
     pub present: Vec<(String, String)>,
@@ -93,7 +293,7 @@ pub struct UnwrapReport {
 impl UnwrapReport {
     /// Whether any attempt failed in a way a retry could fix.
     pub fn is_retryable(&self) -> bool {
-        self.attempts.iter().any(|a| a.retryable)
+        self.attempts.iter().any(EdkAttempt::is_retryable)
     }
 
     /// Folds another report (from a child keyring) into this one.
@@ -200,6 +400,15 @@ pub enum Error {
     /// No keyring could decrypt any EDK.
     #[error("no keyring could decrypt any encrypted data key: {0}")]
     NoDecryptableDataKey(Box<UnwrapReport>),
+    /// A KMS call failed while a keyring generated or wrapped a data key.
+    #[error("keyring failed to {action}: {source}")]
+    Kms {
+        /// `generate the data key`, `wrap the data key`, ...
+        action: &'static str,
+        /// The KMS failure: operation, key, AWS error code, retryability.
+        #[source]
+        source: KmsError,
+    },
     /// A keyring failed during encryption.
     #[error("keyring failed to {action}: {reason}")]
     Keyring {
@@ -254,7 +463,19 @@ pub enum Error {
     Crypto(&'static str),
     /// I/O failure in a streaming adapter.
     #[error("I/O error: {0}")]
-    Io(std::io::Error),
+    Io(#[source] std::io::Error),
+    /// A `_blocking` call was made on a thread that runs inside a Tokio runtime, where waiting
+    /// could block the very runtime the work needs.
+    #[error("{call} was called inside a Tokio runtime, where blocking can wait forever for work that needs that runtime; use the async method ({call_async}(..).await), or call it from a thread outside the runtime")]
+    BlockingInAsyncContext {
+        /// The blocking method.
+        call: &'static str,
+        /// Its async counterpart.
+        call_async: &'static str,
+    },
+    /// An internal invariant of this crate failed (a bug: please report it).
+    #[error("internal error (a bug in esdk, please report it): {0}")]
+    Internal(&'static str),
 }
 
 /// Unwraps the crate error that the streaming adapters carry inside `io::Error`; any other I/O
@@ -289,6 +510,7 @@ impl Error {
             Self::SignedNotAllowed(_) => ErrorKind::SignedNotAllowed,
             Self::EncryptionContextMismatch(_) => ErrorKind::EncryptionContextMismatch,
             Self::NoDecryptableDataKey(_) => ErrorKind::NoDecryptableDataKey,
+            Self::Kms { .. } => ErrorKind::Kms,
             Self::Keyring { .. } => ErrorKind::Keyring,
             Self::InvalidMaterials(_) => ErrorKind::InvalidMaterials,
             Self::InvalidEncryptionContext(_) => ErrorKind::InvalidEncryptionContext,
@@ -299,6 +521,8 @@ impl Error {
             Self::TooLargeAfterEncryption { .. } => ErrorKind::TooLargeAfterEncryption,
             Self::Crypto(_) => ErrorKind::Crypto,
             Self::Io(_) => ErrorKind::Io,
+            Self::BlockingInAsyncContext { .. } => ErrorKind::BlockingInAsyncContext,
+            Self::Internal(_) => ErrorKind::Internal,
         }
     }
 
@@ -308,6 +532,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::NoDecryptableDataKey(report) => report.is_retryable(),
+            Self::Kms { source, .. } => source.retryable,
             Self::Keyring { retryable, .. } => *retryable,
             Self::Io(e) => matches!(
                 e.kind(),

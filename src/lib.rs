@@ -19,9 +19,13 @@
 //! # Ok::<(), esdk::Error>(())
 //! ```
 //!
-//! With feature `kinesis`, [`kinesis`] adds the replicated-stream layer: an encrypting producer,
-//! a crypto-blind cross-Region replicator and decrypting consumers, on the record codec in
-//! [`record`].
+//! The workspace around this crate: `esdk-kinesis` (encrypted Kinesis records, a crypto-blind
+//! cross-Region replicator, consumers), `esdk-cli` (the `esdk` command-line tool),
+//! `esdk-replicator` (the replicator as a program) and `esdk-pipeline` (a demo).
+//!
+//! Features: `aws-lc-rs` (default) and `rustcrypto` choose the crypto backends; `kms` (default)
+//! adds the AWS KMS keyrings on `aws-sdk-kms`; `parallel` (default) seals and opens the frames of
+//! large one-shot messages on several threads; `tokio` adds `tokio::io` streaming adapters.
 //!
 //! Crypto backends are chosen at build time (features `aws-lc-rs`, the default, and `rustcrypto`);
 //! see [`crypto`] for which to use for RSA decryption and why.
@@ -30,8 +34,6 @@
 
 #[cfg(feature = "kms")]
 mod aws_error;
-#[cfg(feature = "cli-keyspec")]
-pub mod cli;
 pub mod client;
 pub mod cmm;
 pub mod context;
@@ -41,12 +43,9 @@ mod encryptor;
 pub mod error;
 pub mod format;
 pub mod keyring;
-#[cfg(feature = "kinesis")]
-pub mod kinesis;
 pub mod materials;
 mod parallel;
 pub mod policy;
-pub mod record;
 pub mod stream;
 pub mod suite;
 

@@ -296,7 +296,7 @@ impl EncryptionMaterials {
         if self.data_key.is_none() {
             self.data_key = Some(DataKey::generate(self.suite.data_key_len())?);
         }
-        self.data_key.as_ref().ok_or(Error::Crypto("data key generation failed"))
+        self.data_key.as_ref().ok_or(Error::Internal("data key absent right after it was set"))
     }
 
     /// Adds an encrypted data key.

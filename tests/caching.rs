@@ -1,16 +1,14 @@
 //! The caching materials manager: reuse within limits, expiry, bypasses, single-flight,
 //! no cached failures, bounded capacity, and decrypt-side caching.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::counting::CountingKeyring;
 use esdk::{
     AlgorithmSuite, CachingCmm, Client, CommitmentPolicy, DefaultCmm, EncryptionContext, ErrorKind, HeaderLimits,
     Keyring, LocalCache, MaterialsManager, MessageHeader, RawAesKeyring,
 };
+use esdk_testkit::counting::CountingKeyring;
 
 fn raw() -> Arc<dyn Keyring> {
     Arc::new(RawAesKeyring::new("ns", "cache-test", &[5u8; 32]).unwrap())

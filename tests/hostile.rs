@@ -1,10 +1,9 @@
 //! Hostile and malformed input: every case is an error of the right kind, never a panic or an
 //! allocation proportional to a length field the input does not back.
 
-mod common;
-
-use common::vectors_dir;
+use esdk::error::{EdkOutcome, SkipReason};
 use esdk::{Client, DefaultCmm, EncryptionContext, ErrorKind, HeaderLimits, MessageHeader, RawAesKeyring};
+use esdk_testkit::vectors_dir;
 
 fn cmm() -> DefaultCmm {
     DefaultCmm::new(RawAesKeyring::new("ns", "key", &[1u8; 32]).unwrap())
@@ -121,8 +120,13 @@ fn error_messages_name_edks_and_configured_keys_without_secrets() {
     let text = err.to_string();
     assert!(text.contains("ns/key"), "{text}");
     assert!(text.contains("other-ns/other-key"), "{text}");
-    assert!(text.contains("provider id differs"), "{text}");
+    assert!(text.contains("skipped: provider id is not this keyring's"), "{text}");
     assert!(!text.contains("secret plaintext"));
+    // The same, typed: callers match on the reason, not on the text.
+    let esdk::Error::NoDecryptableDataKey(report) = err else { unreachable!() };
+    assert_eq!(report.attempts.len(), 1);
+    assert_eq!(report.attempts[0].outcome, EdkOutcome::Skipped(SkipReason::ProviderId));
+    assert!(!report.is_retryable());
 }
 
 #[test]
@@ -173,7 +177,7 @@ fn authentic_header_with_a_4_gib_frame_length_is_refused_by_the_frame_limit() {
 
 #[test]
 fn non_framed_body_claiming_2_pow_64_minus_1_bytes_is_refused_without_allocating() {
-    let Some(dir) = vectors_dir() else { return };
+    let dir = vectors_dir();
     // A non-framed 0x0114 message written by the Python ESDK, under the vectors' raw AES-256 key.
     let m = std::fs::read(dir.join("ciphertexts/python-esdk-4.0.7-generated/gen-0114-legacy-aes256-f0-p1000-ec1-16"))
         .unwrap();

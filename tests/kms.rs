@@ -5,19 +5,19 @@
 //! use Regions no other test uses, so they can run in parallel.
 #![cfg(feature = "kms")]
 
-mod common;
 #[path = "../examples/vectors/runner.rs"]
 #[allow(dead_code)]
 mod runner;
 
 use std::sync::Arc;
 
-use common::aws::{self, Counting, Endpoint};
+use esdk::error::{EdkFailure, EdkOutcome, SkipReason};
 use esdk::keyring::kms::{
     mrk_multi_keyring, strict_multi_keyring, AwsSdkClientSupplier, ClientSupplier, DiscoveryFilter,
     KmsDiscoveryKeyring, KmsKeyring, KmsMrkDiscoveryKeyring, KmsMrkKeyring,
 };
-use esdk::{Client, DefaultCmm, EncryptionContext, ErrorKind, Keyring, MultiKeyring, RawAesKeyring};
+use esdk::{Client, DefaultCmm, EncryptionContext, Error, ErrorKind, Keyring, MultiKeyring, RawAesKeyring};
+use esdk_testkit::aws::{self, Counting, Endpoint};
 
 fn ec() -> EncryptionContext {
     [("stream", "orders"), ("commit-ts", "2022-07-18T20:00:00")].into_iter().collect()
@@ -32,8 +32,9 @@ async fn decrypt(keyring: impl Keyring + 'static, message: &[u8]) -> esdk::Resul
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
 async fn mrk_encrypted_in_a_decrypts_in_b_with_only_the_replica_and_back() {
-    let Some(env) = Endpoint::from_env() else { return };
+    let env = Endpoint::from_env();
     let (a, b) = env.create_mrk("us-east-1", "us-west-2").await;
     let kms_a = Counting::new(env.kms("us-east-1"));
     let kms_b = Counting::new(env.kms("us-west-2"));
@@ -61,8 +62,9 @@ async fn mrk_encrypted_in_a_decrypts_in_b_with_only_the_replica_and_back() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
 async fn edk_under_a_key_that_is_not_allow_listed_is_refused_without_any_kms_call() {
-    let Some(env) = Endpoint::from_env() else { return };
+    let env = Endpoint::from_env();
     // Regions used by this test only, so the endpoint's per-Region counters are ours.
     let (a, b) = env.create_mrk("ap-southeast-1", "ap-northeast-1").await;
     let unrelated = env.create_key("ap-northeast-1").await;
@@ -88,18 +90,24 @@ async fn edk_under_a_key_that_is_not_allow_listed_is_refused_without_any_kms_cal
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
 async fn discovery_filter_refuses_other_accounts_and_partitions() {
-    let Some(env) = Endpoint::from_env() else { return };
+    let env = Endpoint::from_env();
     let key = env.create_key("eu-west-3").await;
     let message = encrypt(KmsKeyring::new(&key, env.kms("eu-west-3")).unwrap(), b"x").await;
     let kms = Counting::new(env.kms("eu-west-3"));
-    for (partition, account, why) in
-        [("aws", "999999999999", "not in the discovery filter"), ("aws-cn", aws::ACCOUNT, "partition aws")]
-    {
+    for (partition, account) in [("aws", "999999999999"), ("aws-cn", aws::ACCOUNT)] {
         let filter = DiscoveryFilter::new(partition, [account]).unwrap();
         let err = decrypt(KmsDiscoveryKeyring::with_filter(kms.clone(), filter), &message).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NoDecryptableDataKey);
-        assert!(err.to_string().contains(why), "{err}");
+        assert!(err.to_string().contains("is outside the discovery filter"), "{err}");
+        let Error::NoDecryptableDataKey(report) = err else { unreachable!() };
+        let skipped = &report.attempts[0].outcome;
+        assert!(
+            matches!(skipped, EdkOutcome::Skipped(SkipReason::DiscoveryFilter { key_arn, filter })
+                if *key_arn == key && filter.contains(partition) && filter.contains(account)),
+            "{skipped:?}"
+        );
     }
     assert!(kms.calls().is_empty());
     let filter = DiscoveryFilter::new("aws", [aws::ACCOUNT]).unwrap();
@@ -112,8 +120,9 @@ async fn discovery_filter_refuses_other_accounts_and_partitions() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
 async fn disabled_and_pending_deletion_keys_fail_permanently_with_the_kms_code() {
-    let Some(env) = Endpoint::from_env() else { return };
+    let env = Endpoint::from_env();
     let disabled = env.create_key("ca-central-1").await;
     let pending = env.create_key("ca-central-1").await;
     let kms = env.kms("ca-central-1");
@@ -131,8 +140,9 @@ async fn disabled_and_pending_deletion_keys_fail_permanently_with_the_kms_code()
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
 async fn throttling_is_retried_and_reported_as_transient_when_it_persists() {
-    let Some(env) = Endpoint::from_env() else { return };
+    let env = Endpoint::from_env();
     let key = env.create_key("eu-west-1").await;
     let kms = env.kms("eu-west-1");
     let message = encrypt(KmsKeyring::new(&key, kms.clone()).unwrap(), b"retry me").await;
@@ -149,21 +159,33 @@ async fn throttling_is_retried_and_reported_as_transient_when_it_persists() {
     assert!(err.is_retryable(), "{err}");
     let text = err.to_string();
     assert!(text.contains("ThrottlingException") && text.contains("transient"), "{text}");
+    let Error::NoDecryptableDataKey(report) = err else { unreachable!() };
+    assert!(
+        matches!(&report.attempts[0].outcome, EdkOutcome::Failed(EdkFailure::Kms(k))
+            if k.code == "ThrottlingException" && k.retryable && k.operation == "Decrypt" && k.key_id == key),
+        "{:?}",
+        report.attempts
+    );
 
-    // Throttled GenerateDataKey on encrypt is transient too.
+    // Throttled GenerateDataKey on encrypt is transient too, with the code as a typed field.
     env.inject_fault("GenerateDataKey", "eu-west-1", 10, "ThrottlingException").await;
     let err = Client::new()
         .encrypt(&DefaultCmm::new(KmsKeyring::new(&key, kms.clone()).unwrap()), b"x", &ec())
         .await
         .unwrap_err();
     env.clear_faults().await;
-    assert_eq!(err.kind(), ErrorKind::Keyring);
+    assert_eq!(err.kind(), ErrorKind::Kms);
     assert!(err.is_retryable(), "{err}");
+    assert!(
+        matches!(&err, Error::Kms { source, .. } if source.code == "ThrottlingException" && source.operation == "GenerateDataKey"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
 async fn encryption_context_mismatch_is_refused_before_kms() {
-    let Some(env) = Endpoint::from_env() else { return };
+    let env = Endpoint::from_env();
     let key = env.create_key("us-east-2").await;
     let kms = Counting::new(env.kms("us-east-2"));
     let message = encrypt(KmsKeyring::new(&key, kms.clone()).unwrap(), b"x").await;
@@ -178,8 +200,9 @@ async fn encryption_context_mismatch_is_refused_before_kms() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
 async fn aliases_encrypt_but_are_refused_for_decrypt() {
-    let Some(env) = Endpoint::from_env() else { return };
+    let env = Endpoint::from_env();
     let key = env.create_key("us-east-2").await;
     let alias = format!("alias/esdk-test-{}", &key[key.len() - 12..]);
     env.create_alias("us-east-2", &alias, &key).await;
@@ -194,8 +217,9 @@ async fn aliases_encrypt_but_are_refused_for_decrypt() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
 async fn multi_keyrings_compose_kms_and_raw_keys_and_refuse_duplicate_mrks() {
-    let Some(env) = Endpoint::from_env() else { return };
+    let env = Endpoint::from_env();
     let (a, b) = env.create_mrk("us-east-1", "us-west-2").await;
     let supplier = AwsSdkClientSupplier::from_sdk_config(env.sdk_config("us-east-1"));
     let err = mrk_multi_keyring(Some(&a), &[&b], &supplier, &[]).unwrap_err();
@@ -213,8 +237,9 @@ async fn multi_keyrings_compose_kms_and_raw_keys_and_refuse_duplicate_mrks() {
 }
 
 #[test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
 fn blocking_api_works_with_kms_outside_any_runtime() {
-    let Some(env) = Endpoint::from_env() else { return };
+    let env = Endpoint::from_env();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (key, kms) = rt.block_on(async { (env.create_key("sa-east-1").await, env.kms("sa-east-1")) });
     drop(rt);
@@ -226,9 +251,10 @@ fn blocking_api_works_with_kms_outside_any_runtime() {
 /// Messages written here under KMS keys decrypt in the official Python ESDK pointed at the same
 /// endpoint, and the reverse; both across Regions with MRK-aware keyrings on each side.
 #[test]
+#[ignore = "needs the local AWS endpoint and the official Python ESDK: run scripts/test"]
 fn python_esdk_interop_with_kms_multi_region_keys() {
-    let Some(env) = Endpoint::from_env() else { return };
-    let Some(py) = common::interop_python() else { return };
+    let env = Endpoint::from_env();
+    let py = esdk_testkit::interop_python();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (a, b) = rt.block_on(env.create_mrk("eu-north-1", "eu-south-1"));
 
@@ -272,12 +298,12 @@ fn python_esdk_interop_with_kms_multi_region_keys() {
     let manifest = serde_json::json!({"manifest": {"type": "awses-decrypt", "version": 4},
                                       "keys": "file://keys.json", "tests": tests});
     std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
-    let out = common::run_python(&py, &["decrypt", dir.path().to_str().unwrap()]);
+    let out = esdk_testkit::run_python(&py, &["decrypt", dir.path().to_str().unwrap()]);
     assert_eq!(out.lines().last().unwrap_or_default(), "4 passed, 0 failed", "{out}");
 
     // Python → ours: Python encrypts under B, we decrypt with only the A replica.
     let dir = tempfile::tempdir().unwrap();
-    common::run_python(&py, &["encrypt-kms", dir.path().to_str().unwrap(), &b, &a]);
+    esdk_testkit::run_python(&py, &["encrypt-kms", dir.path().to_str().unwrap(), &b, &a]);
     let summary = runner::run_with(dir.path(), esdk::Backend::default(), runner::Mode::OneShot, None).unwrap();
     assert_eq!((summary.passed, summary.failed), (6, 0), "{:?}", summary.failures);
 }

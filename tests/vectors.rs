@@ -2,19 +2,18 @@
 //! `../shared/vectors`) with every crypto backend this build enables, and checks the HKDF
 //! known answers published with the commitment KATs.
 
-mod common;
 #[path = "../examples/vectors/runner.rs"]
 #[allow(dead_code)]
 mod runner;
 
-use common::vectors_dir;
+use esdk_testkit::vectors_dir;
 
 use std::collections::BTreeMap;
 
 use esdk::Backend;
 
 fn run_modes(modes: &[runner::Mode]) {
-    let Some(dir) = vectors_dir() else { return };
+    let dir = vectors_dir();
     let mut summaries = BTreeMap::new();
     for &backend in Backend::all() {
         for &mode in modes {
@@ -38,4 +37,12 @@ fn official_decrypt_vectors_pass_one_shot_on_every_backend() {
 #[test]
 fn official_decrypt_vectors_pass_streaming_on_every_backend() {
     run_modes(&[runner::Mode::Streaming(1), runner::Mode::Streaming(777), runner::Mode::Streaming(65536)]);
+}
+
+/// The same vectors through `TokioDecryptingReader` (feature `tokio`) with 1-byte, 777-byte and
+/// 64 KiB reads, from a source that is not ready every other poll.
+#[cfg(feature = "tokio")]
+#[test]
+fn official_decrypt_vectors_pass_through_tokio_io_on_every_backend() {
+    run_modes(&[runner::Mode::Tokio(1), runner::Mode::Tokio(777), runner::Mode::Tokio(65536)]);
 }

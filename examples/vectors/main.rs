@@ -1,8 +1,9 @@
 //! `cargo run --release --example vectors -- DIR [--backend aws-lc-rs|rustcrypto|all]
-//!  [--stream BYTES]... [--filter S] [-v]`
+//!  [--stream BYTES]... [--tokio BYTES]... [--filter S] [-v]`
 //!
 //! Runs every test of the `awses-decrypt` manifest in DIR one-shot (and, for each `--stream N`,
-//! through the streaming reader with N-byte reads); prints one line per failure and ends with
+//! through the streaming reader with N-byte reads; for each `--tokio N`, through the `tokio::io`
+//! reader, with feature `tokio`); prints one line per failure and ends with
 //! `N passed, M failed`. Exits 0 only if every test passed.
 
 mod runner;
@@ -34,6 +35,10 @@ fn main() -> ExitCode {
             "--stream" => match args.next().and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0) {
                 Some(n) => modes.push(runner::Mode::Streaming(n)),
                 None => return usage("--stream needs a positive read size in bytes"),
+            },
+            "--tokio" => match args.next().and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0) {
+                Some(n) => modes.push(runner::Mode::Tokio(n)),
+                None => return usage("--tokio needs a positive read size in bytes"),
             },
             "-v" | "--verbose" => verbose = true,
             "-h" | "--help" => return usage(""),
@@ -69,7 +74,7 @@ fn usage(problem: &str) -> ExitCode {
         eprintln!("error: {problem}");
     }
     eprintln!(
-        "usage: vectors DIR [--backend aws-lc-rs|rustcrypto|all] [--stream READ_SIZE]... [--filter SUBSTRING] [-v]"
+        "usage: vectors DIR [--backend aws-lc-rs|rustcrypto|all] [--stream READ_SIZE]... [--tokio READ_SIZE]... [--filter SUBSTRING] [-v]"
     );
     ExitCode::from(2)
 }

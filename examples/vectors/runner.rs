@@ -35,6 +35,9 @@ pub enum Mode {
     /// `DecryptingReader` over a source that returns at most this many bytes per read, read
     /// into a buffer of the same size.
     Streaming(usize),
+    /// `TokioDecryptingReader` (feature `tokio`) over an `AsyncRead` that returns at most this
+    /// many bytes per read and is not ready every other poll, read into a buffer of that size.
+    Tokio(usize),
 }
 
 impl std::fmt::Display for Mode {
@@ -42,6 +45,7 @@ impl std::fmt::Display for Mode {
         match self {
             Mode::OneShot => f.write_str("one-shot"),
             Mode::Streaming(n) => write!(f, "streaming/{n}"),
+            Mode::Tokio(n) => write!(f, "tokio/{n}"),
         }
     }
 }
@@ -128,6 +132,10 @@ fn run_one(
             let signed = if unsigned_only { SignedMessages::Refuse } else { SignedMessages::VerifyBeforeRelease };
             stream_decrypt(&client, &cmm, &ciphertext, reproduced.as_ref(), signed, chunk)
         }
+        Mode::Tokio(chunk) => {
+            let signed = if unsigned_only { SignedMessages::Refuse } else { SignedMessages::VerifyBeforeRelease };
+            tokio_decrypt(&client, &cmm, &ciphertext, reproduced.as_ref(), signed, chunk)
+        }
     };
 
     let expected = test.get("result").ok_or("no result")?;
@@ -190,6 +198,74 @@ fn stream_decrypt(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// An `AsyncRead` that hands out at most `chunk` bytes per read and answers `Pending` (after
+/// waking its task) every other poll, so the reader's resumption paths run.
+#[cfg(feature = "tokio")]
+struct AsyncChunked<'a> {
+    data: &'a [u8],
+    chunk: usize,
+    pend: bool,
+}
+
+#[cfg(feature = "tokio")]
+impl tokio::io::AsyncRead for AsyncChunked<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.pend = !self.pend;
+        if self.pend {
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        let n = buf.remaining().min(self.chunk).min(self.data.len());
+        buf.put_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Decrypts through `TokioDecryptingReader` on a current-thread runtime, reading `chunk` bytes
+/// at a time.
+#[cfg(feature = "tokio")]
+fn tokio_decrypt(
+    client: &Client,
+    cmm: &DefaultCmm,
+    ciphertext: &[u8],
+    reproduced: Option<&EncryptionContext>,
+    signed: SignedMessages,
+    chunk: usize,
+) -> esdk::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    let rt = tokio::runtime::Builder::new_current_thread().build().map_err(esdk::Error::from)?;
+    rt.block_on(async {
+        let source = AsyncChunked { data: ciphertext, chunk, pend: false };
+        let mut reader = client.tokio_decrypting_reader(cmm, source, reproduced, signed).await?;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; chunk];
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) => return Ok(out),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    })
+}
+
+#[cfg(not(feature = "tokio"))]
+fn tokio_decrypt(
+    _: &Client,
+    _: &DefaultCmm,
+    _: &[u8],
+    _: Option<&EncryptionContext>,
+    _: SignedMessages,
+    _: usize,
+) -> esdk::Result<Vec<u8>> {
+    Err(esdk::Error::InvalidConfig("the tokio mode needs esdk built with feature `tokio`".into()))
 }
 
 fn class_matches(hint: &str, kind: ErrorKind) -> bool {

@@ -6,7 +6,7 @@ use esdk::{HeaderLimits, MessageHeader};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let limits = HeaderLimits { max_encrypted_data_keys: Some(64), max_header_len: 256 * 1024 };
+    let limits = HeaderLimits::new(Some(64), 256 * 1024);
     if let Ok((header, len)) = MessageHeader::parse(data, &limits) {
         assert_eq!(header.body_len() + header.auth_len(), len);
         assert!(len <= data.len());

@@ -1,7 +1,7 @@
 //! The CLI's key and option parsers on arbitrary text: errors, never panics.
 #![no_main]
 
-use esdk::cli::keyspec;
+use esdk_cli::keyspec;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

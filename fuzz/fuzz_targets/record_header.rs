@@ -1,8 +1,8 @@
-//! Header-only inspection of a Kinesis record (`esdk::record::RecordHeader`, what the crypto-blind
+//! Header-only inspection of a Kinesis record (`esdk_kinesis::record::RecordHeader`, what the crypto-blind
 //! replicator reads): never panics, stays within the record, and every accessor is total.
 #![no_main]
 
-use esdk::record::{message_id, RecordHeader};
+use esdk_kinesis::record::{message_id, RecordHeader};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

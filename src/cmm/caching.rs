@@ -140,12 +140,16 @@ impl LocalCache {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, CacheState>> {
-        self.state.lock().map_err(|_| Error::InvalidConfig("materials cache lock poisoned".into()))
+        self.state
+            .lock()
+            .map_err(|_| Error::Internal("materials cache lock poisoned (a thread panicked while holding it)"))
     }
 
     fn flight(&self, id: &EntryId) -> Result<Arc<tokio::sync::Mutex<()>>> {
-        let mut flights =
-            self.flights.lock().map_err(|_| Error::InvalidConfig("materials cache lock poisoned".into()))?;
+        let mut flights = self
+            .flights
+            .lock()
+            .map_err(|_| Error::Internal("materials cache lock poisoned (a thread panicked while holding it)"))?;
         Ok(flights.entry(*id).or_default().clone())
     }
 

@@ -36,7 +36,7 @@ pub(crate) fn put(out: &mut Vec<u8>, signature: &[u8]) {
 /// Writes the footer into `out`, which must be exactly its length (`2 + signature.len()`).
 pub(crate) fn write(out: &mut [u8], signature: &[u8]) -> Result<()> {
     if out.len() != 2 + signature.len() {
-        return Err(Error::Crypto("internal error: signature length differs from the predicted one"));
+        return Err(Error::Internal("signature length differs from the predicted one"));
     }
     out[..2].copy_from_slice(&(signature.len() as u16).to_be_bytes());
     out[2..].copy_from_slice(signature);

@@ -26,6 +26,7 @@ impl ContentType {
 
 /// Parsing limits for headers. Defaults follow the spec (no EDK limit) with a memory bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HeaderLimits {
     /// Maximum number of encrypted data keys; `None` disables the check (spec default).
     pub max_encrypted_data_keys: Option<u16>,
@@ -37,6 +38,13 @@ pub struct HeaderLimits {
 impl Default for HeaderLimits {
     fn default() -> Self {
         Self { max_encrypted_data_keys: None, max_header_len: 4 << 20 }
+    }
+}
+
+impl HeaderLimits {
+    /// Limits with the given EDK count (`None`: no limit) and header length bounds.
+    pub fn new(max_encrypted_data_keys: Option<u16>, max_header_len: usize) -> Self {
+        Self { max_encrypted_data_keys, max_header_len }
     }
 }
 

@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::error::{EdkAttempt, Error, Result, UnwrapReport};
+use crate::error::{EdkAttempt, EdkFailure, EdkOutcome, Error, Result, SkipReason, UnwrapReport};
 use crate::materials::{DecryptionMaterials, EncryptedDataKey, EncryptionMaterials};
 
-#[cfg(feature = "kms")]
 pub mod kms;
 mod multi;
 mod raw_aes;
@@ -63,8 +62,17 @@ impl Attempts {
         Self { report: UnwrapReport { present, configured: vec![keyring.clone()], attempts: Vec::new() }, keyring }
     }
 
-    pub(crate) fn record(&mut self, index: usize, edk: &EncryptedDataKey, outcome: impl Into<String>, retryable: bool) {
-        let outcome = outcome.into();
+    /// The EDK was excluded by the keyring's filter, without any call.
+    pub(crate) fn skip(&mut self, index: usize, edk: &EncryptedDataKey, reason: SkipReason) {
+        self.record(index, edk, EdkOutcome::Skipped(reason));
+    }
+
+    /// The EDK was tried and failed.
+    pub(crate) fn fail(&mut self, index: usize, edk: &EncryptedDataKey, failure: EdkFailure) {
+        self.record(index, edk, EdkOutcome::Failed(failure));
+    }
+
+    fn record(&mut self, index: usize, edk: &EncryptedDataKey, outcome: EdkOutcome) {
         tracing::debug!(keyring = %self.keyring, edk = index, provider_id = %edk.provider_id, %outcome, "EDK not used");
         self.report.attempts.push(EdkAttempt {
             keyring: self.keyring.clone(),
@@ -72,7 +80,6 @@ impl Attempts {
             provider_id: edk.provider_id.clone(),
             provider_info: edk.provider_info_lossy(),
             outcome,
-            retryable,
         });
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{ensure_no_data_key, Keyring};
-use crate::error::{EdkAttempt, Error, Result, UnwrapReport};
+use crate::error::{EdkAttempt, EdkFailure, EdkOutcome, Error, Result, UnwrapReport};
 use crate::materials::{DecryptionMaterials, EncryptedDataKey, EncryptionMaterials};
 
 /// A generator keyring plus children: encrypt wraps the data key under all of them; decrypt tries
@@ -82,8 +82,10 @@ impl Keyring for MultiKeyring {
                     index: 0,
                     provider_id: String::new(),
                     provider_info: String::new(),
-                    outcome: format!("keyring failed: {other}"),
-                    retryable: other.is_retryable(),
+                    outcome: EdkOutcome::Failed(EdkFailure::Keyring {
+                        error: other.to_string(),
+                        retryable: other.is_retryable(),
+                    }),
                 }),
             }
         }

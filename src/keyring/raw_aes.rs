@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 
 use super::{check_raw_namespace, ensure_no_data_key, Attempts, Keyring};
 use crate::crypto::{self, AeadKey, Backend};
-use crate::error::{Error, Result};
+use crate::error::{EdkFailure, Error, Result, SkipReason};
 use crate::materials::{DataKey, DecryptionMaterials, EncryptedDataKey, EncryptionMaterials};
 
 const TAG_LEN_BITS: u32 = 128;
@@ -55,19 +55,19 @@ impl RawAesKeyring {
     }
 
     /// Splits provider info into its IV, if it is ours (`raw-aes-keyring.md`, "OnDecrypt").
-    fn parse_info<'a>(&self, info: &'a [u8]) -> std::result::Result<&'a [u8], String> {
+    fn parse_info<'a>(&self, info: &'a [u8]) -> std::result::Result<&'a [u8], SkipReason> {
         let Some(name_len) = info.len().checked_sub(INFO_SUFFIX_LEN) else {
-            return Err("provider info is too short for a raw AES key".into());
+            return Err(SkipReason::ProviderInfoLayout { reason: "too short" });
         };
         let (name, rest) = info.split_at(name_len);
         if name != self.name.as_bytes() {
-            return Err(format!("key name {:?} differs from {:?}", String::from_utf8_lossy(name), self.name));
+            return Err(SkipReason::KeyName { found: String::from_utf8_lossy(name).into_owned() });
         }
         if rest[..4] != TAG_LEN_BITS.to_be_bytes() {
-            return Err("tag length is not 128 bits".into());
+            return Err(SkipReason::ProviderInfoLayout { reason: "tag length is not 128 bits" });
         }
         if rest[4..8] != IV_LEN.to_be_bytes() {
-            return Err("IV length is not 12".into());
+            return Err(SkipReason::ProviderInfoLayout { reason: "IV length is not 12" });
         }
         Ok(&rest[8..])
     }
@@ -119,22 +119,21 @@ impl Keyring for RawAesKeyring {
         let key_len = materials.suite().data_key_len();
         for (i, edk) in edks.iter().enumerate() {
             if edk.provider_id != self.namespace {
-                attempts.record(i, edk, "skipped: provider id differs from this keyring's namespace", false);
+                attempts.skip(i, edk, SkipReason::ProviderId);
                 continue;
             }
             let iv = match self.parse_info(&edk.provider_info) {
                 Ok(iv) => iv,
                 Err(why) => {
-                    attempts.record(i, edk, format!("skipped: {why}"), false);
+                    attempts.skip(i, edk, why);
                     continue;
                 }
             };
             if edk.ciphertext.len() != key_len + 16 {
-                attempts.record(
+                attempts.fail(
                     i,
                     edk,
-                    format!("failed: wrapped key is {} bytes, expected {}", edk.ciphertext.len(), key_len + 16),
-                    false,
+                    EdkFailure::DataKeyLength { found: edk.ciphertext.len().saturating_sub(16), expected: key_len },
                 );
                 continue;
             }
@@ -143,12 +142,7 @@ impl Keyring for RawAesKeyring {
             let (ct, tag) = edk.ciphertext.split_at(key_len);
             let mut plain = Zeroizing::new(ct.to_vec());
             if self.key.open_in_place(&iv_arr, &aad, &mut plain, tag).is_err() {
-                attempts.record(
-                    i,
-                    edk,
-                    "failed: AES-GCM unwrap did not authenticate (wrong key material or encryption context)",
-                    false,
-                );
+                attempts.fail(i, edk, EdkFailure::Unwrap);
                 continue;
             }
             materials.set_data_key_from_edk(DataKey::from_bytes(&plain), i)?;

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::{check_raw_namespace, ensure_no_data_key, Attempts, Keyring};
 use crate::crypto::{Backend, RsaPadding, RsaPrivate, RsaPublic};
-use crate::error::{Error, Result};
+use crate::error::{EdkFailure, Error, Result, SkipReason};
 use crate::materials::{DataKey, DecryptionMaterials, EncryptedDataKey, EncryptionMaterials};
 
 /// Wraps data keys with RSA (PKCS#1 v1.5 or OAEP). A keyring with only a public key encrypts
@@ -119,15 +119,15 @@ impl Keyring for RawRsaKeyring {
         let key_len = materials.suite().data_key_len();
         for (i, edk) in edks.iter().enumerate() {
             if edk.provider_id != self.namespace {
-                attempts.record(i, edk, "skipped: provider id differs from this keyring's namespace", false);
+                attempts.skip(i, edk, SkipReason::ProviderId);
                 continue;
             }
             if edk.provider_info != self.name.as_bytes() {
-                attempts.record(i, edk, "skipped: key name differs", false);
+                attempts.skip(i, edk, SkipReason::KeyName { found: edk.provider_info_lossy() });
                 continue;
             }
             let Some(private_key) = &self.private_key else {
-                attempts.record(i, edk, "failed: this keyring has only a public key and cannot decrypt", false);
+                attempts.fail(i, edk, EdkFailure::NoPrivateKey);
                 continue;
             };
             match private_key.decrypt(self.padding, &edk.ciphertext) {
@@ -135,13 +135,8 @@ impl Keyring for RawRsaKeyring {
                     materials.set_data_key_from_edk(DataKey::from_bytes(&plain), i)?;
                     return Ok(materials);
                 }
-                Some(plain) => attempts.record(
-                    i,
-                    edk,
-                    format!("failed: unwrapped {} bytes, expected {key_len}", plain.len()),
-                    false,
-                ),
-                None => attempts.record(i, edk, "failed: RSA decryption failed (wrong private key or padding)", false),
+                // One failure for every padding or length error: nothing distinguishes them.
+                _ => attempts.fail(i, edk, EdkFailure::Unwrap),
             }
         }
         Err(attempts.into_error())

@@ -12,52 +12,9 @@ use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 
 use crate::context::EncryptionContext;
+pub use crate::error::KmsError;
 use crate::error::{Error, Result};
 use crate::materials::DataKey;
-
-/// A failed KMS call, classified for operators.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KmsError {
-    /// `GenerateDataKey`, `Encrypt` or `Decrypt`.
-    pub operation: &'static str,
-    /// The `KeyId` the call used.
-    pub key_id: String,
-    /// The AWS error code (`ThrottlingException`, `AccessDeniedException`, ...), or a transport
-    /// failure class (`Timeout`, `DispatchFailure`).
-    pub code: String,
-    /// Detail from the SDK or service.
-    pub message: String,
-    /// Whether retrying later may succeed (throttling, timeouts, 5xx).
-    pub retryable: bool,
-}
-
-impl fmt::Display for KmsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "KMS {} with KeyId {} failed: {}{}{} ({})",
-            self.operation,
-            self.key_id,
-            self.code,
-            if self.message.is_empty() { "" } else { ": " },
-            self.message,
-            if self.retryable { "transient, retrying later may help" } else { "permanent" }
-        )
-    }
-}
-
-impl KmsError {
-    /// Builds an error from a service error code, classifying it.
-    pub fn from_code(operation: &'static str, key_id: &str, code: &str, message: &str, status: Option<u16>) -> Self {
-        Self {
-            operation,
-            key_id: key_id.to_owned(),
-            code: code.to_owned(),
-            message: message.to_owned(),
-            retryable: crate::aws_error::is_transient(code, status),
-        }
-    }
-}
 
 /// Response of `GenerateDataKey`.
 #[derive(Debug)]
@@ -193,7 +150,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let f = crate::aws_error::classify(&err);
-    KmsError { operation, key_id: key_id.to_owned(), code: f.code, message: f.message, retryable: f.retryable }
+    KmsError::new(operation, key_id, &f.code, &f.message, f.retryable)
 }
 
 fn context_map(ec: &EncryptionContext) -> Option<HashMap<String, String>> {
@@ -205,13 +162,7 @@ fn tokens(grant_tokens: &[String]) -> Option<Vec<String>> {
 }
 
 fn missing(operation: &'static str, key_id: &str, what: &str) -> KmsError {
-    KmsError {
-        operation,
-        key_id: key_id.to_owned(),
-        code: "InvalidResponse".into(),
-        message: format!("the response has no {what}"),
-        retryable: false,
-    }
+    KmsError::new(operation, key_id, "InvalidResponse", &format!("the response has no {what}"), false)
 }
 
 #[async_trait]

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::arn::KmsArn;
-use super::{candidate, decrypt_edk, Candidate, KmsClient};
-use crate::error::{Error, Result};
+use super::edk::{candidate, decrypt_edk, Candidate};
+use super::KmsClient;
+use crate::error::{Error, Result, SkipReason};
 use crate::keyring::{ensure_no_data_key, Attempts, Keyring};
 use crate::materials::{DecryptionMaterials, EncryptedDataKey, EncryptionMaterials};
 
@@ -33,18 +34,9 @@ impl DiscoveryFilter {
     }
 
     /// Why `arn` does not pass, if it does not.
-    fn rejects(&self, arn: &KmsArn) -> Option<String> {
-        if arn.partition() != self.partition {
-            return Some(format!("partition {} is not the discovery filter's {}", arn.partition(), self.partition));
-        }
-        if !self.accounts.contains(arn.account()) {
-            return Some(format!(
-                "account {} is not in the discovery filter's accounts [{}]",
-                arn.account(),
-                self.accounts.iter().cloned().collect::<Vec<_>>().join(", ")
-            ));
-        }
-        None
+    /// Whether `arn`'s partition or account is outside this filter.
+    fn rejects(&self, arn: &KmsArn) -> bool {
+        arn.partition() != self.partition || !self.accounts.contains(arn.account())
     }
 }
 
@@ -89,19 +81,18 @@ impl Discovery {
                 Candidate::Skip => continue,
                 Candidate::Malformed => return Err(attempts.into_error()),
             };
-            if let Some(why) = self.filter.as_ref().and_then(|f| f.rejects(&arn)) {
-                attempts.record(i, edk, format!("skipped: {why} (no KMS call made)"), false);
+            if let Some(filter) = self.filter.as_ref().filter(|f| f.rejects(&arn)) {
+                attempts.skip(
+                    i,
+                    edk,
+                    SkipReason::DiscoveryFilter { key_arn: arn.to_string(), filter: filter.to_string() },
+                );
                 continue;
             }
             let key_id = match &self.region {
                 Some(region) if arn.is_mrk() => arn.with_region(region),
                 Some(region) if arn.region() != region => {
-                    attempts.record(
-                        i,
-                        edk,
-                        format!("skipped: single-Region key in {}, this keyring only calls {region}", arn.region()),
-                        false,
-                    );
+                    attempts.skip(i, edk, SkipReason::OtherRegion { key_arn: arn.to_string(), region: region.clone() });
                     continue;
                 }
                 _ => arn,

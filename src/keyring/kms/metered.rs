@@ -12,6 +12,7 @@ use crate::context::EncryptionContext;
 
 /// Call counts of a [`MeteredKmsClient`] (attempted calls, failed ones included).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KmsCallCounts {
     /// `GenerateDataKey` calls.
     pub generate_data_key: u64,

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::arn::{mrk_match, KeyIdentifier, KmsArn};
-use super::{candidate, decrypt_edk, Candidate, KmsClient, PROVIDER_ID};
-use crate::error::{Error, Result};
+use super::edk::{candidate, decrypt_edk, Candidate};
+use super::{KmsClient, PROVIDER_ID};
+use crate::error::{Error, Result, SkipReason};
 use crate::keyring::{ensure_no_data_key, Attempts, Keyring};
 use crate::materials::{DecryptionMaterials, EncryptedDataKey, EncryptionMaterials};
 
@@ -42,8 +43,7 @@ impl Strict {
 
     async fn on_encrypt(&self, mut materials: EncryptionMaterials) -> Result<EncryptionMaterials> {
         let key_id = self.key_id.to_string();
-        let kms_failure =
-            |e: super::KmsError, action| Error::Keyring { action, retryable: e.retryable, reason: e.to_string() };
+        let kms_failure = |source: super::KmsError, action| Error::Kms { action, source };
         let (arn, ciphertext) = match materials.data_key() {
             None => {
                 let len = materials.suite().data_key_len();
@@ -106,7 +106,7 @@ impl Strict {
                 Matching::Mrk => mrk_match(&self.key_id, &KeyIdentifier::Arn(arn.clone())),
             };
             if !allowed {
-                attempts.record(i, edk, format!("skipped: {arn} is not allow-listed (no KMS call made)"), false);
+                attempts.skip(i, edk, SkipReason::NotAllowListed { key_arn: arn.to_string() });
                 continue;
             }
             if let Some(key) =

@@ -1,0 +1,828 @@
+//! `esdk`: encrypt, decrypt and inspect AWS Encryption SDK messages from the command line.
+#![forbid(unsafe_code)]
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
+
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use esdk::keyring::kms::{
+    discovery_multi_keyring, mrk_discovery_multi_keyring, mrk_multi_keyring, AwsSdkClientSupplier, ClientSupplier,
+    DiscoveryFilter, KeyIdentifier,
+};
+use esdk::{
+    AlgorithmSuite, Backend, CachingCmm, Client, CommitmentPolicy, DefaultCmm, EncryptionContext, Error, ErrorKind,
+    HeaderLimits, Keyring, LocalCache, MaterialsManager, MessageHeader, MultiKeyring, RawAesKeyring, RawRsaKeyring,
+    SignedMessages,
+};
+use esdk_cli::keyspec::{self, WrappingKeys};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(name = "esdk", version, about = "Encrypt, decrypt and inspect AWS Encryption SDK messages", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log what happens (keyring decisions, KMS calls) to stderr; repeat for more detail.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    verbose: u8,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Encrypt files or standard input into ESDK messages.
+    Encrypt(EncryptArgs),
+    /// Decrypt ESDK messages.
+    Decrypt(DecryptArgs),
+    /// Print a message's header as JSON, without any key.
+    Inspect(InspectArgs),
+}
+
+/// The spec's policy names, as aws-encryption-cli spells them.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+#[allow(clippy::enum_variant_names)]
+enum PolicyArg {
+    ForbidEncryptAllowDecrypt,
+    RequireEncryptAllowDecrypt,
+    RequireEncryptRequireDecrypt,
+}
+
+impl From<PolicyArg> for CommitmentPolicy {
+    fn from(p: PolicyArg) -> Self {
+        match p {
+            PolicyArg::ForbidEncryptAllowDecrypt => CommitmentPolicy::ForbidEncryptAllowDecrypt,
+            PolicyArg::RequireEncryptAllowDecrypt => CommitmentPolicy::RequireEncryptAllowDecrypt,
+            PolicyArg::RequireEncryptRequireDecrypt => CommitmentPolicy::RequireEncryptRequireDecrypt,
+        }
+    }
+}
+
+#[derive(Args)]
+struct Common {
+    /// Input file or directory, or - for standard input.
+    #[arg(short, long, value_name = "PATH")]
+    input: String,
+    /// Output file or directory, or - for standard output.
+    #[arg(short, long, value_name = "PATH")]
+    output: String,
+    /// Process a directory input recursively (the output must be a directory).
+    #[arg(short, long)]
+    recursive: bool,
+    /// Suffix for output files named after their input (default .encrypted / .decrypted).
+    #[arg(short = 'S', long, value_name = "SUFFIX")]
+    suffix: Option<String>,
+    /// Encryption context pairs. On encrypt: stored in the message. On decrypt: pairs the
+    /// message must carry (and any required-only pairs it was encrypted with).
+    #[arg(short = 'c', long = "encryption-context", num_args = 1.., value_name = "KEY=VALUE")]
+    encryption_context: Vec<String>,
+    /// AWS KMS keys: key=ARN [key=ARN...]; or discovery=true discovery-account=ID...
+    /// discovery-partition=aws [discovery-region=REGION] (decrypt only). Repeatable.
+    #[arg(short = 'w', long = "wrapping-keys", num_args = 1.., action = ArgAction::Append, value_name = "ATTR=VALUE")]
+    wrapping_keys: Vec<String>,
+    /// `--wrapping-keys` occurrences, one group each (filled from the raw matches).
+    #[arg(skip)]
+    wrapping_key_groups: Vec<Vec<String>>,
+    /// A raw AES key: namespace=NS,name=NAME,file=PATH (PATH holds 16, 24 or 32 raw bytes). Repeatable.
+    #[arg(long = "raw-aes-key", value_name = "SPEC")]
+    raw_aes_key: Vec<String>,
+    /// A raw RSA key: namespace=NS,name=NAME,file=PEM,padding=pkcs1|oaep-sha1|oaep-sha256|oaep-sha384|oaep-sha512.
+    /// Encrypt takes a PUBLIC KEY PEM, decrypt a PRIVATE KEY PEM. Repeatable.
+    #[arg(long = "raw-rsa-key", value_name = "SPEC")]
+    raw_rsa_key: Vec<String>,
+    /// Commitment policy (default require-encrypt-require-decrypt).
+    #[arg(long = "commitment-policy", value_enum, value_name = "POLICY")]
+    commitment_policy: Option<PolicyArg>,
+    /// Refuse messages with more encrypted data keys than this (checked before any key is used).
+    #[arg(long = "max-encrypted-data-keys", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    max_encrypted_data_keys: Option<u16>,
+    /// Write (encrypt) / expect (decrypt) base64 instead of binary messages.
+    #[arg(long)]
+    encode: bool,
+    /// Read base64 input (decoded before processing).
+    #[arg(long)]
+    decode: bool,
+    /// Write one JSON line per file (header, context, EDKs, the key used) to FILE or - (stdout).
+    #[arg(long = "metadata-output", value_name = "FILE")]
+    metadata_output: Option<String>,
+    /// Reuse data keys across files: capacity=N max_age=SECONDS [max_messages_encrypted=N]
+    /// [max_bytes_encrypted=N]. Cuts KMS calls for multi-file runs.
+    #[arg(long, num_args = 1.., value_name = "ATTR=VALUE")]
+    caching: Vec<String>,
+    /// Replace existing output files (default: refuse).
+    #[arg(long)]
+    overwrite: bool,
+    /// Crypto backend (aws-lc-rs or rustcrypto, if compiled in).
+    #[arg(long, value_name = "NAME")]
+    backend: Option<String>,
+}
+
+#[derive(Args)]
+struct EncryptArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Algorithm suite: a name (AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384) or id (0x0578).
+    #[arg(long, value_name = "SUITE")]
+    algorithm: Option<String>,
+    /// Frame length in bytes (1 to 4294967295, default 4096).
+    #[arg(long = "frame-length", value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..))]
+    frame_length: Option<u32>,
+}
+
+#[derive(Args)]
+struct DecryptArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Refuse signed messages right after reading their header.
+    #[arg(long = "decrypt-unsigned")]
+    decrypt_unsigned: bool,
+    /// Read each message whole and decrypt it in memory (no size limit for signed messages;
+    /// without it, signed messages over 64 MiB are refused because their plaintext would be
+    /// held back until the signature verifies).
+    #[arg(long)]
+    buffer: bool,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// The message file, or - for standard input.
+    #[arg(short, long, value_name = "PATH")]
+    input: String,
+    /// The input is base64 text.
+    #[arg(long)]
+    decode: bool,
+}
+
+/// A failure with an optional hint for the operator.
+struct Failure {
+    message: String,
+    hint: Option<String>,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        let hint = hint_for(&e);
+        Self { message: e.to_string(), hint }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self { message, hint: None }
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Error::from(e).into()
+    }
+}
+
+fn fail<T>(message: impl Into<String>, hint: impl Into<String>) -> Result<T, Failure> {
+    Err(Failure { message: message.into(), hint: Some(hint.into()) })
+}
+
+fn hint_for(e: &Error) -> Option<String> {
+    match e {
+        Error::NoDecryptableDataKey(report) => {
+            let arns: Vec<&str> =
+                report.present.iter().filter(|(p, _)| p == "aws-kms").map(|(_, info)| info.as_str()).collect();
+            if arns.is_empty() {
+                let keys: Vec<String> = report.present.iter().map(|(p, i)| format!("{p}/{i}")).collect();
+                Some(format!(
+                    "no configured key matches any of the {} EDK(s): {}; pass the matching key with --raw-aes-key or --raw-rsa-key",
+                    report.present.len(),
+                    keys.join(", ")
+                ))
+            } else {
+                Some(format!(
+                    "no allow-listed key matches any of the {} EDK(s): {} — add it with --wrapping-keys key={}",
+                    report.present.len(),
+                    arns.join(", "),
+                    arns[0]
+                ))
+            }
+        }
+        Error::Base64Input { .. } => Some("the input is base64 text: add --decode".into()),
+        Error::CommitmentPolicy { encrypting: false, .. } => {
+            Some("for messages written by older SDKs use --commitment-policy require-encrypt-allow-decrypt".into())
+        }
+        Error::SignedNotAllowed(_) => Some("drop --decrypt-unsigned to accept signed messages".into()),
+        Error::LimitExceeded { what, .. } if what.contains("signature") => {
+            Some("decrypt large signed messages with --buffer".into())
+        }
+        Error::EncryptionContextMismatch(_) => Some("check the -c/--encryption-context pairs".into()),
+        _ => None,
+    }
+}
+
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // clap's derive flattens repeated multi-value options; recover one group per occurrence.
+    let groups: Vec<Vec<String>> = matches
+        .subcommand()
+        .and_then(|(_, m)| m.try_get_occurrences::<String>("wrapping_keys").ok().flatten())
+        .map(|occ| occ.map(|o| o.cloned().collect()).collect())
+        .unwrap_or_default();
+    match &mut cli.command {
+        Command::Encrypt(a) => a.common.wrapping_key_groups = groups,
+        Command::Decrypt(a) => a.common.wrapping_key_groups = groups,
+        Command::Inspect(_) => {}
+    }
+    if cli.verbose > 0 {
+        let level = if cli.verbose > 1 { tracing::Level::TRACE } else { tracing::Level::DEBUG };
+        tracing_subscriber::fmt().with_writer(io::stderr).with_max_level(level).with_target(false).init();
+    }
+    let result = match cli.command {
+        Command::Encrypt(args) => encrypt(args),
+        Command::Decrypt(args) => decrypt(args),
+        Command::Inspect(args) => inspect(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("esdk: error: {}", f.message);
+            if let Some(h) = f.hint {
+                eprintln!("esdk: hint: {h}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_suite(s: &str) -> Result<AlgorithmSuite, Failure> {
+    let by_id = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+    if let Some(suite) = u16::from_str_radix(by_id, 16).ok().and_then(AlgorithmSuite::from_id) {
+        return Ok(suite);
+    }
+    let names = [
+        ("AES_128_GCM_IV12_TAG16", 0x0014),
+        ("AES_192_GCM_IV12_TAG16", 0x0046),
+        ("AES_256_GCM_IV12_TAG16", 0x0078),
+        ("AES_128_GCM_IV12_TAG16_HKDF_SHA256", 0x0114),
+        ("AES_192_GCM_IV12_TAG16_HKDF_SHA256", 0x0146),
+        ("AES_256_GCM_IV12_TAG16_HKDF_SHA256", 0x0178),
+        ("AES_128_GCM_IV12_TAG16_HKDF_SHA256_ECDSA_P256", 0x0214),
+        ("AES_192_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384", 0x0346),
+        ("AES_256_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384", 0x0378),
+        ("AES_256_GCM_HKDF_SHA512_COMMIT_KEY", 0x0478),
+        ("AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384", 0x0578),
+    ];
+    let upper = s.to_ascii_uppercase().replace('-', "_");
+    let upper = upper.strip_prefix("ALG_").unwrap_or(&upper);
+    let upper = upper.strip_suffix("_NO_KDF").unwrap_or(upper);
+    names.iter().find(|(n, _)| *n == upper).and_then(|(_, id)| AlgorithmSuite::from_id(*id)).ok_or_else(|| Failure {
+        message: format!("unknown algorithm suite {s:?}"),
+        hint: Some(
+            "use a suite id such as 0x0478 or 0x0578, or its name, e.g. AES_256_GCM_HKDF_SHA512_COMMIT_KEY".into(),
+        ),
+    })
+}
+
+fn build_client(common: &Common, suite: Option<AlgorithmSuite>, frame_length: Option<u32>) -> Result<Client, Failure> {
+    let mut b = Client::builder();
+    if let Some(p) = common.commitment_policy {
+        b = b.commitment_policy(p.into());
+    }
+    if let Some(s) = suite {
+        b = b.suite(s);
+    }
+    if let Some(f) = frame_length {
+        b = b.frame_length(f);
+    }
+    if let Some(m) = common.max_encrypted_data_keys {
+        b = b.max_encrypted_data_keys(m);
+    }
+    if let Some(name) = &common.backend {
+        b = b.backend(name.parse::<Backend>()?);
+    }
+    Ok(b.build()?)
+}
+
+fn backend_of(common: &Common) -> Result<Backend, Failure> {
+    Ok(match &common.backend {
+        Some(n) => n.parse()?,
+        None => Backend::default(),
+    })
+}
+
+/// KMS clients from the standard AWS environment, created on first use.
+fn supplier() -> Result<&'static AwsSdkClientSupplier, Failure> {
+    static SUPPLIER: OnceLock<AwsSdkClientSupplier> = OnceLock::new();
+    if let Some(s) = SUPPLIER.get() {
+        return Ok(s);
+    }
+    // Loading the configuration may read files and call credential providers: a short-lived
+    // runtime drives it; KMS calls made later by the blocking API run on esdk's own.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start an async runtime to load the AWS configuration: {e}"))?;
+    Ok(SUPPLIER.get_or_init(|| rt.block_on(AwsSdkClientSupplier::from_env())))
+}
+
+fn read_key_file(path: &Path, what: &str) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| format!("cannot read the {what} file {}: {e}", path.display()).into())
+}
+
+/// Builds the keyring from every key option; `encrypting` decides which key halves are needed.
+fn build_keyring(common: &Common, encrypting: bool) -> Result<Arc<dyn Keyring>, Failure> {
+    let backend = backend_of(common)?;
+    let mut rings: Vec<Arc<dyn Keyring>> = Vec::new();
+    let mut kms_keys: Vec<String> = Vec::new();
+    for group in &common.wrapping_key_groups {
+        match keyspec::parse_wrapping_keys(group).map_err(|e| format!("--wrapping-keys: {e}"))? {
+            WrappingKeys::Keys { keys } => kms_keys.extend(keys),
+            WrappingKeys::Discovery { .. } if encrypting => {
+                return fail("discovery keyrings cannot encrypt", "name the KMS key with --wrapping-keys key=ARN")
+            }
+            WrappingKeys::Discovery { accounts, partition, region } => {
+                let filter = match partition {
+                    Some(p) => Some(DiscoveryFilter::new(&p, accounts)?),
+                    None => {
+                        eprintln!("esdk: warning: discovery without discovery-account/discovery-partition decrypts with any KMS key the credentials can use");
+                        None
+                    }
+                };
+                let ring = match region {
+                    Some(r) => mrk_discovery_multi_keyring(&[r.as_str()], filter, supplier()?, &[])?,
+                    None => {
+                        let region = supplier()?.default_region().map(str::to_owned).ok_or_else(|| Failure {
+                            message: "discovery needs a Region".into(),
+                            hint: Some("set AWS_REGION or add discovery-region=REGION".into()),
+                        })?;
+                        discovery_multi_keyring(&[region.as_str()], filter, supplier()?, &[])?
+                    }
+                };
+                rings.push(Arc::new(ring));
+            }
+        }
+    }
+    if !kms_keys.is_empty() {
+        if !encrypting {
+            for k in &kms_keys {
+                if KeyIdentifier::parse(k)?.key_arn().is_none() {
+                    return fail(
+                        format!("--wrapping-keys key={k}: decryption allow-lists key ARNs only"),
+                        "give the key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)",
+                    );
+                }
+            }
+        }
+        let refs: Vec<&str> = kms_keys.iter().map(String::as_str).collect();
+        let ring = if encrypting {
+            mrk_multi_keyring(Some(refs[0]), &refs[1..], supplier()?, &[])?
+        } else {
+            mrk_multi_keyring(None, &refs, supplier()?, &[])?
+        };
+        rings.insert(0, Arc::new(ring));
+    }
+    for spec in &common.raw_aes_key {
+        let s = keyspec::parse_raw_aes(spec).map_err(|e| format!("--raw-aes-key: {e}"))?;
+        let key = zeroize::Zeroizing::new(read_key_file(&s.file, "raw AES key")?);
+        rings.push(Arc::new(RawAesKeyring::with_backend(&s.namespace, &s.name, &key, backend)?));
+    }
+    for spec in &common.raw_rsa_key {
+        let s = keyspec::parse_raw_rsa(spec).map_err(|e| format!("--raw-rsa-key: {e}"))?;
+        let pem = zeroize::Zeroizing::new(read_key_file(&s.file, "RSA key")?);
+        let pem = std::str::from_utf8(&pem).map_err(|_| format!("{} is not a PEM text file", s.file.display()))?;
+        let ring = RawRsaKeyring::with_backend(&s.namespace, &s.name, s.padding, backend)?;
+        let ring = match (encrypting, pem.contains("PRIVATE KEY")) {
+            (true, true) => {
+                return fail(
+                    format!("{}: encryption needs the RSA public key", s.file.display()),
+                    "pass the PUBLIC KEY PEM (openssl pkey -in key.pem -pubout)",
+                )
+            }
+            (true, false) => ring.with_public_key_pem(pem)?,
+            (false, _) => ring.with_private_key_pem(pem)?,
+        };
+        rings.push(Arc::new(ring));
+    }
+    match rings.len() {
+        0 => fail("no key given", "add --wrapping-keys key=ARN, --raw-aes-key or --raw-rsa-key"),
+        1 => Ok(rings.remove(0)),
+        _ => {
+            let generator = rings.remove(0);
+            if encrypting {
+                Ok(Arc::new(MultiKeyring::new(Some(generator), rings)?))
+            } else {
+                rings.insert(0, generator);
+                Ok(Arc::new(MultiKeyring::new(None, rings)?))
+            }
+        }
+    }
+}
+
+/// One input → output pair.
+struct Job {
+    input: Option<PathBuf>,
+    output: Option<PathBuf>,
+}
+
+fn display(p: &Option<PathBuf>) -> String {
+    p.as_ref().map_or("-".to_owned(), |p| p.display().to_string())
+}
+
+fn plan_jobs(common: &Common, default_suffix: &str) -> Result<Vec<Job>, Failure> {
+    let suffix = common.suffix.as_deref().unwrap_or(default_suffix);
+    let out = (common.output != "-").then(|| PathBuf::from(&common.output));
+    if common.input == "-" {
+        if out.as_ref().is_some_and(|o| o.is_dir()) {
+            return fail("standard input needs an output file, not a directory", "give -o FILE or -o -");
+        }
+        return Ok(vec![Job { input: None, output: out }]);
+    }
+    let input = PathBuf::from(&common.input);
+    if input.is_dir() {
+        if !common.recursive {
+            return fail(format!("{} is a directory", input.display()), "add -r/--recursive to process directories");
+        }
+        let Some(out_dir) = out else {
+            return fail("a directory input needs an output directory", "give -o DIR");
+        };
+        if out_dir.exists() && !out_dir.is_dir() {
+            return fail(format!("{} is not a directory", out_dir.display()), "give -o DIR");
+        }
+        let mut jobs = Vec::new();
+        let mut stack = vec![input.clone()];
+        while let Some(dir) = stack.pop() {
+            let mut entries: Vec<PathBuf> =
+                std::fs::read_dir(&dir)?.map(|e| e.map(|e| e.path())).collect::<io::Result<_>>()?;
+            entries.sort();
+            for p in entries {
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let rel = p.strip_prefix(&input).map_err(|e| e.to_string())?;
+                    let mut target = out_dir.join(rel).into_os_string();
+                    target.push(suffix);
+                    jobs.push(Job { input: Some(p), output: Some(target.into()) });
+                }
+            }
+        }
+        return Ok(jobs);
+    }
+    if !input.is_file() {
+        return fail(format!("{} does not exist", input.display()), "check -i/--input");
+    }
+    let output = match out {
+        Some(o) if o.is_dir() => {
+            let mut name = input.file_name().unwrap_or_default().to_owned();
+            name.push(suffix);
+            Some(o.join(name))
+        }
+        other => other,
+    };
+    Ok(vec![Job { input: Some(input), output }])
+}
+
+/// Opens the input, with a progress bar on an interactive stderr.
+fn open_input(job: &Job, decode: bool) -> Result<(Box<dyn Read>, Option<indicatif::ProgressBar>), Failure> {
+    let (reader, len): (Box<dyn Read>, Option<u64>) = match &job.input {
+        None => (Box::new(io::stdin().lock()), None),
+        Some(p) => {
+            let f = File::open(p).map_err(|e| format!("cannot open {}: {e}", p.display()))?;
+            let len = f.metadata().ok().map(|m| m.len());
+            (Box::new(BufReader::with_capacity(1 << 16, f)), len)
+        }
+    };
+    let bar = match len {
+        Some(len) if io::stderr().is_terminal() && len > (8 << 20) => {
+            let bar = indicatif::ProgressBar::new(len);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_message(display(&job.input));
+            Some(bar)
+        }
+        _ => None,
+    };
+    let reader: Box<dyn Read> = match &bar {
+        Some(b) => Box::new(b.wrap_read(reader)),
+        None => reader,
+    };
+    let reader: Box<dyn Read> = if decode {
+        Box::new(base64::read::DecoderReader::new(
+            WhitespaceSkipping(reader),
+            &base64::engine::general_purpose::STANDARD,
+        ))
+    } else {
+        reader
+    };
+    Ok((reader, bar))
+}
+
+/// Drops ASCII whitespace (line breaks in base64 files) from a reader.
+struct WhitespaceSkipping<R>(R);
+
+impl<R: Read> Read for WhitespaceSkipping<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let n = self.0.read(buf)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut w = 0;
+            for i in 0..n {
+                if !buf[i].is_ascii_whitespace() {
+                    buf[w] = buf[i];
+                    w += 1;
+                }
+            }
+            if w > 0 {
+                return Ok(w);
+            }
+        }
+    }
+}
+
+/// Output written to a temporary file that becomes the real one only on success.
+struct Output {
+    target: Option<PathBuf>,
+    temp: Option<PathBuf>,
+    writer: Box<dyn Write>,
+}
+
+impl Output {
+    fn create(target: &Option<PathBuf>, overwrite: bool) -> Result<Self, Failure> {
+        let Some(target) = target else {
+            return Ok(Self { target: None, temp: None, writer: Box::new(BufWriter::new(io::stdout().lock())) });
+        };
+        if target.exists() && !overwrite {
+            return fail(format!("{} already exists", target.display()), "add --overwrite to replace it");
+        }
+        if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut name = std::ffi::OsString::from(".");
+        name.push(target.file_name().unwrap_or_default());
+        name.push(format!(".esdk-partial-{}", std::process::id()));
+        let temp = target.with_file_name(name);
+        let file = File::create(&temp).map_err(|e| format!("cannot create {}: {e}", temp.display()))?;
+        Ok(Self {
+            target: Some(target.clone()),
+            temp: Some(temp),
+            writer: Box::new(BufWriter::with_capacity(1 << 16, file)),
+        })
+    }
+
+    fn commit(mut self) -> Result<(), Failure> {
+        self.writer.flush()?;
+        if let (Some(temp), Some(target)) = (self.temp.take(), &self.target) {
+            std::fs::rename(&temp, target).map_err(|e| format!("cannot move output to {}: {e}", target.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if let Some(temp) = self.temp.take() {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+}
+
+/// Where `--metadata-output` lines go.
+struct Metadata(Option<Box<dyn Write>>);
+
+impl Metadata {
+    fn open(spec: &Option<String>, overwrite: bool) -> Result<Self, Failure> {
+        Ok(Self(match spec.as_deref() {
+            None => None,
+            Some("-") => Some(Box::new(io::stdout())),
+            Some(path) => {
+                if Path::new(path).exists() && !overwrite {
+                    return fail(format!("{path} already exists"), "add --overwrite to replace it");
+                }
+                Some(Box::new(File::create(path).map_err(|e| format!("cannot create {path}: {e}"))?))
+            }
+        }))
+    }
+
+    fn line(&mut self, v: Value) -> Result<(), Failure> {
+        if let Some(w) = &mut self.0 {
+            writeln!(w, "{v}")?;
+            w.flush()?;
+        }
+        Ok(())
+    }
+}
+
+fn header_json(h: &MessageHeader) -> Value {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    json!({
+        "version": h.version().byte(),
+        "algorithm_suite": format!("0x{:04X}", h.suite().id()),
+        "message_id": hex(h.message_id()),
+        "encryption_context": h.encryption_context().iter().map(|(k, v)| (k.to_owned(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "encrypted_data_keys": h.encrypted_data_keys().iter().map(|e| json!({
+            "provider_id": e.provider_id,
+            "provider_info": e.provider_info_lossy(),
+            "ciphertext_length": e.ciphertext.len(),
+        })).collect::<Vec<_>>(),
+        "content_type": match h.content_type() { esdk::ContentType::Framed => "framed", esdk::ContentType::NonFramed => "non-framed" },
+        "frame_length": h.frame_length(),
+    })
+}
+
+/// The materials manager: a default CMM over the keyring, cached if `--caching` was given.
+fn build_cmm(common: &Common, encrypting: bool) -> Result<Arc<dyn MaterialsManager>, Failure> {
+    let backend = backend_of(common)?;
+    let default: Arc<dyn MaterialsManager> =
+        Arc::new(DefaultCmm::from_arc(build_keyring(common, encrypting)?).with_backend(backend));
+    if common.caching.is_empty() {
+        return Ok(default);
+    }
+    let spec = keyspec::parse_caching(&common.caching).map_err(|e| format!("--caching: {e}"))?;
+    let mut cmm =
+        CachingCmm::new(default, Arc::new(LocalCache::new(spec.capacity)?), spec.max_age)?.with_backend(backend);
+    if let Some(m) = spec.max_messages {
+        cmm = cmm.with_max_messages(m)?;
+    }
+    if let Some(b) = spec.max_bytes {
+        cmm = cmm.with_max_bytes(b);
+    }
+    Ok(Arc::new(cmm))
+}
+
+fn check_stdout_conflict(common: &Common) -> Result<(), Failure> {
+    if common.output == "-" && common.metadata_output.as_deref() == Some("-") {
+        return fail("--metadata-output - and -o - would mix on standard output", "write metadata to a file");
+    }
+    Ok(())
+}
+
+fn encrypt(args: EncryptArgs) -> Result<(), Failure> {
+    let common = &args.common;
+    check_stdout_conflict(common)?;
+    if common.decode {
+        return fail("--decode applies to decrypt and inspect", "remove --decode");
+    }
+    let suite = args.algorithm.as_deref().map(parse_suite).transpose()?;
+    let client = build_client(common, suite, args.frame_length)?;
+    let ec = keyspec::parse_context(&common.encryption_context).map_err(|e| format!("-c: {e}"))?;
+    let cmm = build_cmm(common, true)?;
+    let jobs = plan_jobs(common, ".encrypted")?;
+    let mut metadata = Metadata::open(&common.metadata_output, common.overwrite)?;
+    for job in &jobs {
+        let (mut input, bar) = open_input(job, false)?;
+        let mut out = Output::create(&job.output, common.overwrite)?;
+        let header = {
+            let sink: Box<dyn Write> = if common.encode {
+                Box::new(base64::write::EncoderWriter::new(&mut out.writer, &base64::engine::general_purpose::STANDARD))
+            } else {
+                Box::new(&mut out.writer)
+            };
+            // A known file size lets a caching CMM reuse materials across files.
+            let size = job.input.as_ref().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len());
+            let mut w = match size {
+                Some(len) => client.encrypting_writer_sized_blocking(&*cmm, &ec, len, sink)?,
+                None => client.encrypting_writer_blocking(&*cmm, &ec, sink)?,
+            };
+            io::copy(&mut input, &mut w).map_err(|e| with_path(e, job))?;
+            let header = w.header().clone();
+            let mut sink = w.finish()?;
+            sink.flush()?;
+            header
+        };
+        out.commit()?;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        metadata.line(json!({"mode": "encrypt", "input": display(&job.input), "output": display(&job.output), "header": header_json(&header)}))?;
+    }
+    Ok(())
+}
+
+fn with_path(e: io::Error, job: &Job) -> Failure {
+    let err = Error::from(e);
+    let hint = hint_for(&err);
+    Failure { message: format!("{}: {err}", display(&job.input)), hint }
+}
+
+fn decrypt(args: DecryptArgs) -> Result<(), Failure> {
+    let common = &args.common;
+    check_stdout_conflict(common)?;
+    let client = build_client(common, None, None)?;
+    let required = keyspec::parse_context(&common.encryption_context).map_err(|e| format!("-c: {e}"))?;
+    let required = (!required.is_empty()).then_some(required);
+    let cmm = build_cmm(common, false)?;
+    let jobs = plan_jobs(common, ".decrypted")?;
+    let mut metadata = Metadata::open(&common.metadata_output, common.overwrite)?;
+    let mode = if args.decrypt_unsigned { SignedMessages::Refuse } else { SignedMessages::VerifyBeforeRelease };
+    let mut failures = 0usize;
+    for job in &jobs {
+        match decrypt_one(&client, &*cmm, job, required.as_ref(), mode, &args) {
+            Ok(line) => metadata.line(line)?,
+            Err(f) if jobs.len() == 1 => return Err(f),
+            Err(f) => {
+                failures += 1;
+                eprintln!("esdk: error: {}: {}", display(&job.input), f.message);
+                if let Some(h) = f.hint {
+                    eprintln!("esdk: hint: {h}");
+                }
+            }
+        }
+    }
+    if failures > 0 {
+        return Err(
+            format!("{failures} of {} file(s) failed to decrypt; no output was written for them", jobs.len()).into()
+        );
+    }
+    Ok(())
+}
+
+fn decrypt_one(
+    client: &Client,
+    cmm: &dyn MaterialsManager,
+    job: &Job,
+    required: Option<&EncryptionContext>,
+    mode: SignedMessages,
+    args: &DecryptArgs,
+) -> Result<Value, Failure> {
+    let common = &args.common;
+    let (input, bar) = open_input(job, common.decode)?;
+    let mut out = Output::create(&job.output, common.overwrite)?;
+    let (header, ec, unwrapped) = if args.buffer {
+        let mut message = Vec::new();
+        let mut input = input;
+        input.read_to_end(&mut message).map_err(|e| with_path(e, job))?;
+        let d = if args.decrypt_unsigned {
+            client.decrypt_unsigned_only_blocking(cmm, &message, required)
+        } else {
+            client.decrypt_blocking(cmm, &message, required)
+        }?;
+        write_maybe_encoded(&mut out.writer, &d.plaintext, common.encode)?;
+        (d.header, d.encryption_context, d.unwrapped_edk)
+    } else {
+        let mut reader = client.decrypting_reader_blocking(cmm, input, required, mode)?;
+        {
+            let mut sink: Box<dyn Write> = if common.encode {
+                Box::new(base64::write::EncoderWriter::new(&mut out.writer, &base64::engine::general_purpose::STANDARD))
+            } else {
+                Box::new(&mut out.writer)
+            };
+            io::copy(&mut reader, &mut sink).map_err(|e| with_path(e, job))?;
+            sink.flush()?;
+        }
+        (reader.header().clone(), reader.encryption_context().clone(), reader.unwrapped_edk())
+    };
+    out.commit()?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let key = unwrapped
+        .and_then(|i| header.encrypted_data_keys().get(i))
+        .map(|e| json!({"provider_id": e.provider_id, "provider_info": e.provider_info_lossy()}));
+    let ec: serde_json::Map<String, Value> = ec.iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
+    Ok(json!({
+        "mode": "decrypt",
+        "input": display(&job.input),
+        "output": display(&job.output),
+        "header": header_json(&header),
+        "encryption_context": ec,
+        "decrypted_with": key,
+    }))
+}
+
+fn write_maybe_encoded(w: &mut dyn Write, data: &[u8], encode: bool) -> io::Result<()> {
+    if encode {
+        let mut enc = base64::write::EncoderWriter::new(w, &base64::engine::general_purpose::STANDARD);
+        enc.write_all(data)?;
+        enc.finish()?;
+        Ok(())
+    } else {
+        w.write_all(data)
+    }
+}
+
+fn inspect(args: InspectArgs) -> Result<(), Failure> {
+    let job = Job { input: (args.input != "-").then(|| PathBuf::from(&args.input)), output: None };
+    let (mut input, _) = open_input(&job, args.decode)?;
+    let limits = HeaderLimits::default();
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match MessageHeader::parse(&buf, &limits) {
+            Ok((header, len)) => {
+                let mut v = header_json(&header);
+                v["header_length"] = json!(len);
+                println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
+                return Ok(());
+            }
+            Err(e) if e.kind() == ErrorKind::Truncated => {
+                let n = input.read(&mut chunk).map_err(|e| with_path(e, &job))?;
+                if n == 0 {
+                    return Err(Error::Truncated { what: "header" }.into());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Helpers shared by the workspace's integration tests (not published): the official vectors,
+//! the local AWS endpoint started by `scripts/test`, the official Python ESDK, and a counting
+//! keyring.
+//!
+//! A prerequisite that is missing fails the test with how to get it: tests that need the local
+//! endpoint or Python are `#[ignore = "…"]` and run by `scripts/test` (`--include-ignored`), which
+//! provides both.
+#![forbid(unsafe_code)]
+#![allow(missing_docs)]
+
+pub mod aws;
+
+use std::path::{Path, PathBuf};
+
+/// The repository root (this crate lives in `crates/esdk-testkit`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The official vectors' directory (`ESDK_TEST_VECTORS`, default `../shared/vectors` beside the
+/// repository).
+pub fn vectors_dir() -> PathBuf {
+    let dir = std::env::var_os("ESDK_TEST_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/vectors"));
+    if !dir.join("manifest.json").is_file() {
+        missing(&format!(
+            "the official test vectors are not at {} (put shared/ beside the repository or set ESDK_TEST_VECTORS \
+             to the directory holding manifest.json)",
+            dir.display()
+        ));
+    }
+    dir
+}
+
+/// Fails the test: a prerequisite is missing. Says how to get it.
+pub fn missing(what: &str) -> ! {
+    panic!("prerequisite missing: {what}; `scripts/test` provides everything the tests need")
+}
+
+/// The Python interpreter with the official ESDK (`ESDK_INTEROP_PYTHON`, set by `scripts/test`).
+pub fn interop_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("ESDK_INTEROP_PYTHON") {
+        return p.into();
+    }
+    let venv = repo_root().join(".venv-test/bin/python");
+    if venv.is_file() {
+        return venv;
+    }
+    missing("the official Python ESDK is not installed (run scripts/test, or set ESDK_INTEROP_PYTHON)")
+}
+
+/// Runs `interop/esdk_python.py` with `args`; panics with its output when it fails.
+pub fn run_python(python: &Path, args: &[&str]) -> String {
+    let script = repo_root().join("interop/esdk_python.py");
+    let out =
+        std::process::Command::new(python).arg(script).args(args).output().expect("run the Python interop driver");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "python {args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// A keyring wrapper that counts calls and can delay or fail them.
+pub mod counting {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use esdk::materials::{DecryptionMaterials, EncryptionMaterials};
+    use esdk::{EncryptedDataKey, Keyring};
+
+    #[derive(Debug)]
+    pub struct CountingKeyring {
+        inner: Arc<dyn Keyring>,
+        pub encrypts: AtomicUsize,
+        pub decrypts: AtomicUsize,
+        /// Fail this many calls first (each failure counts as a call).
+        pub fail_first: AtomicUsize,
+        pub delay: Duration,
+    }
+
+    impl CountingKeyring {
+        pub fn new(inner: Arc<dyn Keyring>) -> Arc<Self> {
+            Self::with(inner, 0, Duration::ZERO)
+        }
+
+        pub fn with(inner: Arc<dyn Keyring>, fail_first: usize, delay: Duration) -> Arc<Self> {
+            Arc::new(Self {
+                inner,
+                encrypts: AtomicUsize::new(0),
+                decrypts: AtomicUsize::new(0),
+                fail_first: AtomicUsize::new(fail_first),
+                delay,
+            })
+        }
+
+        pub fn encrypts(&self) -> usize {
+            self.encrypts.load(Ordering::SeqCst)
+        }
+
+        pub fn decrypts(&self) -> usize {
+            self.decrypts.load(Ordering::SeqCst)
+        }
+
+        async fn gate(&self) -> esdk::Result<()> {
+            if !self.delay.is_zero() {
+                tokio::time::sleep(self.delay).await;
+            }
+            let failing =
+                self.fail_first.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+            if failing {
+                return Err(esdk::Error::Keyring {
+                    action: "wrap the data key",
+                    reason: "injected failure".into(),
+                    retryable: true,
+                });
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl Keyring for CountingKeyring {
+        async fn on_encrypt(&self, materials: EncryptionMaterials) -> esdk::Result<EncryptionMaterials> {
+            self.encrypts.fetch_add(1, Ordering::SeqCst);
+            self.gate().await?;
+            self.inner.on_encrypt(materials).await
+        }
+
+        async fn on_decrypt(
+            &self,
+            materials: DecryptionMaterials,
+            edks: &[EncryptedDataKey],
+        ) -> esdk::Result<DecryptionMaterials> {
+            self.decrypts.fetch_add(1, Ordering::SeqCst);
+            self.gate().await?;
+            self.inner.on_decrypt(materials, edks).await
+        }
+    }
+}

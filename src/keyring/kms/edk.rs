@@ -1,0 +1,67 @@
+//! What every KMS keyring does with one EDK: recognise an `aws-kms` EDK and its key ARN, and call
+//! `Decrypt` with an explicit `KeyId`.
+
+use super::arn::KmsArn;
+use super::{KmsClient, PROVIDER_ID};
+use crate::error::{EdkFailure, SkipReason};
+use crate::keyring::Attempts;
+use crate::materials::{DataKey, DecryptionMaterials, EncryptedDataKey};
+
+/// What a KMS keyring makes of one EDK before its own filter.
+pub(super) enum Candidate {
+    /// An `aws-kms` EDK with a valid key ARN.
+    Arn(KmsArn),
+    /// Not a KMS EDK (recorded as skipped).
+    Skip,
+    /// An `aws-kms` EDK whose provider info is not a key ARN: the spec makes OnDecrypt fail.
+    Malformed,
+}
+
+pub(super) fn candidate(index: usize, edk: &EncryptedDataKey, attempts: &mut Attempts) -> Candidate {
+    if edk.provider_id != PROVIDER_ID {
+        attempts.skip(index, edk, SkipReason::ProviderId);
+        return Candidate::Skip;
+    }
+    let parsed = std::str::from_utf8(&edk.provider_info)
+        .map_err(|_| "it is not UTF-8".to_owned())
+        .and_then(|info| KmsArn::parse_key_arn(info).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(arn) => Candidate::Arn(arn),
+        Err(why) => {
+            attempts.fail(index, edk, EdkFailure::MalformedProviderInfo { reason: why });
+            Candidate::Malformed
+        }
+    }
+}
+
+/// Calls `Decrypt` with `key_id` and checks the response (`aws-kms-keyring.md`, "OnDecrypt"):
+/// the returned KeyId must equal `key_id` and the key length must fit the suite.
+pub(super) async fn decrypt_edk(
+    client: &dyn KmsClient,
+    key_id: &str,
+    index: usize,
+    edk: &EncryptedDataKey,
+    materials: &DecryptionMaterials,
+    grant_tokens: &[String],
+    attempts: &mut Attempts,
+) -> Option<DataKey> {
+    tracing::debug!(key_id, edk = index, "calling KMS Decrypt");
+    match client.decrypt(key_id, &edk.ciphertext, materials.encryption_context(), grant_tokens).await {
+        Err(e) => {
+            attempts.fail(index, edk, EdkFailure::Kms(e));
+            None
+        }
+        Ok(out) if out.key_id != key_id => {
+            let failure = EdkFailure::KmsKeyIdMismatch { requested: key_id.to_owned(), returned: out.key_id };
+            attempts.fail(index, edk, failure);
+            None
+        }
+        Ok(out) if out.plaintext.len() != materials.suite().data_key_len() => {
+            let failure =
+                EdkFailure::DataKeyLength { found: out.plaintext.len(), expected: materials.suite().data_key_len() };
+            attempts.fail(index, edk, failure);
+            None
+        }
+        Ok(out) => Some(out.plaintext),
+    }
+}
