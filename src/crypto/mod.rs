@@ -66,6 +66,19 @@ impl Backend {
         self.provider().name()
     }
 
+    /// SHA-256 of the concatenation of `parts` (for identifiers built from public or secret
+    /// data, e.g. record identities; not a MAC).
+    pub fn sha256(self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut h = self.provider().hasher(HashAlg::Sha256);
+        for p in parts {
+            h.update(p);
+        }
+        let digest = h.finish();
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&digest[..32]);
+        out
+    }
+
     pub(crate) fn provider(self) -> &'static dyn Provider {
         match self {
             #[cfg(feature = "aws-lc-rs")]

@@ -1,20 +1,45 @@
-//! Decrypting consumer: expected encryption context, de-duplication by message id, and failures
-//! sorted into poison (permanent, dead-letter) and transient (retry).
+//! Decrypting consumer: expected encryption context, idempotent delivery by CDC identity across
+//! restarts and failovers, per-key order, and failures sorted into poison (permanent) and
+//! transient (retry).
+//!
+//! **Two phases.** [`Consumer::poll`] reads a batch and decrypts it; the application handles
+//! [`ConsumeOutcome::delivered`]; only then [`Consumer::commit`] remembers what was delivered and
+//! moves the group's checkpoint (DynamoDB, per shard) and the reader. If the application fails,
+//! it does not commit and the next poll delivers the same records again.
+//!
+//! **Identity.** A record is recognised as delivered by its CDC identity, not its message id:
+//! by default a digest of the partition key, the commit time in its encryption context and the
+//! plaintext (a replay by a producer after a failover re-encrypts the same change under a new
+//! message id, with the same key, commit time and payload); [`Consumer::with_identity`] takes the
+//! caller's own (e.g. a log sequence number inside the payload). The identities of the last
+//! records delivered from each shard are stored with the group's checkpoint, so a restarted or
+//! failed-over consumer still recognises replays.
+//!
+//! **Per-key order.** Records are delivered in stream order. A record that fails transiently
+//! (KMS throttling) holds back the later records of its partition key in the batch, and the
+//! shard's checkpoint stops before it, so the key's records come again, in order, next time.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
-use zeroize::Zeroizing;
-
-use crate::SourceRecord;
 use esdk::client::Client;
 use esdk::cmm::MaterialsManager;
 use esdk::context::EncryptionContext;
 use esdk::error::Error;
+use esdk::Backend;
+use zeroize::Zeroizing;
 
-/// Message ids remembered for de-duplication by default (about 6 MB).
+use crate::control::{ConsumerPosition, ControlTable};
+use crate::reader::{Advance, Batch, ReaderConfig, ShardPosition, StartPosition, StreamReader};
+use crate::record::{parse_commit_time, EC_COMMIT_TIME};
+use crate::{Result, SourceRecord};
+
+/// Identities remembered in memory by default (about 5 MB).
 pub const DEFAULT_DEDUP_WINDOW: usize = 100_000;
+/// Identities stored with each shard's checkpoint by default (16 bytes each).
+pub const DEFAULT_STORED_IDENTITIES: usize = 10_000;
 
 /// A decrypted record.
 #[non_exhaustive]
@@ -31,6 +56,10 @@ pub struct DeliveredRecord {
     pub plaintext: Zeroizing<Vec<u8>>,
     /// The authenticated encryption context.
     pub encryption_context: EncryptionContext,
+    /// The commit time in the encryption context (possibly rounded down to a window).
+    pub commit_time: Option<SystemTime>,
+    /// The record's CDC identity digest.
+    pub identity: [u8; 16],
 }
 
 impl fmt::Debug for DeliveredRecord {
@@ -59,43 +88,67 @@ pub struct RecordFailure {
     pub error: Error,
 }
 
-/// What one batch produced. Every input record is in exactly one list (or counted as duplicate).
+/// What one batch produced. Every input record is in exactly one list.
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct ConsumeOutcome {
-    /// Decrypted records, in input order.
+    /// Decrypted records not delivered before, in stream order.
     pub delivered: Vec<DeliveredRecord>,
-    /// Sequence numbers of records whose message id was already delivered (authenticated
-    /// duplicates from producer or replicator retries); dropped.
-    pub duplicates: Vec<String>,
+    /// `(shard, sequence number)` of records whose identity was already delivered (replicator
+    /// retries, producer replays after a failover); dropped.
+    pub duplicates: Vec<(String, String)>,
     /// Permanent failures (tampered, malformed, wrong key, not allow-listed, wrong context):
-    /// retrying cannot help; send them to a dead-letter destination.
+    /// retrying cannot help; send them to a dead-letter destination. Checkpointed past.
     pub poison: Vec<RecordFailure>,
-    /// Transient failures (KMS throttling, timeouts): retry these records later.
+    /// Transient failures (KMS throttling, timeouts): the shard resumes at the first one.
     pub transient: Vec<RecordFailure>,
+    /// `(shard, sequence number)` of records held back because an earlier record of their
+    /// partition key failed transiently; they come again.
+    pub held_back: Vec<(String, String)>,
+    advance: HashMap<String, Advance>,
 }
 
-struct Dedup {
-    seen: HashSet<Vec<u8>>,
-    order: VecDeque<Vec<u8>>,
+impl ConsumeOutcome {
+    /// How far the reader may move in `shard_id` once the application has the delivered records.
+    pub fn advance(&self, shard_id: &str) -> Advance {
+        self.advance.get(shard_id).cloned().unwrap_or(Advance::All)
+    }
+}
+
+/// Identities already delivered: a bounded set, oldest forgotten first.
+struct Seen {
+    set: HashSet<[u8; 16]>,
+    order: VecDeque<[u8; 16]>,
     capacity: usize,
 }
 
-impl Dedup {
-    /// Records `id`; false if it was already there.
-    fn insert(&mut self, id: &[u8]) -> bool {
-        if self.capacity == 0 || self.seen.contains(id) {
-            return self.capacity == 0;
+impl Seen {
+    fn contains(&self, id: &[u8; 16]) -> bool {
+        self.set.contains(id)
+    }
+
+    fn insert(&mut self, id: [u8; 16]) {
+        if self.capacity == 0 || !self.set.insert(id) {
+            return;
         }
-        if self.order.len() == self.capacity {
+        self.order.push_back(id);
+        while self.order.len() > self.capacity {
             if let Some(old) = self.order.pop_front() {
-                self.seen.remove(&old);
+                self.set.remove(&old);
             }
         }
-        self.seen.insert(id.to_vec());
-        self.order.push_back(id.to_vec());
-        true
     }
+}
+
+type IdentityFn = dyn Fn(&DeliveredRecord) -> Vec<u8> + Send + Sync;
+
+/// The consumer group a consumer checkpoints in.
+#[derive(Clone, Debug)]
+struct Group {
+    table: ControlTable,
+    name: String,
+    stream: String,
+    region: String,
 }
 
 /// Decrypts records from one stream.
@@ -103,7 +156,13 @@ pub struct Consumer {
     client: Client,
     cmm: Arc<dyn MaterialsManager>,
     expected: EncryptionContext,
-    dedup: Mutex<Dedup>,
+    identity: Option<Box<IdentityFn>>,
+    seen: Mutex<Seen>,
+    /// Per shard, the identities delivered last (stored with its checkpoint).
+    recent: Mutex<HashMap<String, VecDeque<[u8; 16]>>>,
+    stored_identities: usize,
+    group: Option<Group>,
+    reader: ReaderConfig,
 }
 
 impl Consumer {
@@ -114,7 +173,12 @@ impl Consumer {
             client,
             cmm,
             expected: EncryptionContext::new(),
-            dedup: Mutex::new(Dedup { seen: HashSet::new(), order: VecDeque::new(), capacity: DEFAULT_DEDUP_WINDOW }),
+            identity: None,
+            seen: Mutex::new(Seen { set: HashSet::new(), order: VecDeque::new(), capacity: DEFAULT_DEDUP_WINDOW }),
+            recent: Mutex::new(HashMap::new()),
+            stored_identities: DEFAULT_STORED_IDENTITIES,
+            group: None,
+            reader: ReaderConfig::default(),
         }
     }
 
@@ -124,10 +188,64 @@ impl Consumer {
         self
     }
 
-    /// How many message ids to remember (0 disables de-duplication).
+    /// How many identities to remember in memory (0 disables de-duplication).
     pub fn with_dedup_window(mut self, capacity: usize) -> Self {
-        self.dedup = Mutex::new(Dedup { seen: HashSet::new(), order: VecDeque::new(), capacity });
+        self.seen = Mutex::new(Seen { set: HashSet::new(), order: VecDeque::new(), capacity });
         self
+    }
+
+    /// The CDC identity of a record, as bytes (digested): two records with the same identity are
+    /// one change. Default: partition key, commit time in the context, plaintext.
+    pub fn with_identity(mut self, identity: impl Fn(&DeliveredRecord) -> Vec<u8> + Send + Sync + 'static) -> Self {
+        self.identity = Some(Box::new(identity));
+        self
+    }
+
+    /// Checkpoints in the consumer group `name` of `table`, for `stream` in `region`: positions
+    /// per shard and the identities delivered last (at most `stored_identities` per shard).
+    pub fn with_group(mut self, table: ControlTable, name: &str, stream: &str, region: &str) -> Self {
+        self.group = Some(Group { table, name: name.to_owned(), stream: stream.to_owned(), region: region.to_owned() });
+        self
+    }
+
+    /// Identities stored with each shard's checkpoint (default 10,000; 16 bytes each).
+    pub fn with_stored_identities(mut self, n: usize) -> Self {
+        self.stored_identities = n;
+        self
+    }
+
+    /// Pacing of the reader [`Self::open`] opens.
+    pub fn with_reader_config(mut self, reader: ReaderConfig) -> Self {
+        self.reader = reader;
+        self
+    }
+
+    /// Opens a reader of the group's stream at the group's checkpoints (shards without one from
+    /// their start), and loads the identities delivered last. Without a group: from the start.
+    pub async fn open(&self, kinesis: aws_sdk_kinesis::Client) -> Result<StreamReader> {
+        let Some(group) = &self.group else {
+            return Err(crate::KinesisError::InvalidConfig(
+                "Consumer::open needs a consumer group (with_group); read records yourself and call process".into(),
+            ));
+        };
+        let stored = group.table.consumer_positions(&group.name, &group.stream, &group.region).await?;
+        let mut positions = HashMap::new();
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            for (shard, p) in stored {
+                for id in &p.identities {
+                    seen.insert(*id);
+                }
+                recent.insert(shard.clone(), p.identities.iter().copied().collect());
+                if p.finished {
+                    positions.insert(shard, ShardPosition::Finished);
+                } else if let Some(seq) = p.sequence_number {
+                    positions.insert(shard, ShardPosition::After(seq));
+                }
+            }
+        }
+        StreamReader::open_with(kinesis, &group.stream, StartPosition::Positions(positions), self.reader.clone()).await
     }
 
     fn check_context(&self, actual: &EncryptionContext) -> Result<(), Error> {
@@ -149,30 +267,68 @@ impl Consumer {
         Ok(())
     }
 
-    /// Decrypts a batch. A message id is remembered only after its record authenticated, so a
-    /// forged record cannot suppress a genuine one.
+    fn identity_of(&self, record: &DeliveredRecord) -> [u8; 16] {
+        let digest = match &self.identity {
+            Some(f) => Backend::default().sha256(&[&f(record)]),
+            None => {
+                let commit = record.encryption_context.get(EC_COMMIT_TIME).unwrap_or("");
+                Backend::default().sha256(&[
+                    record.partition_key.as_bytes(),
+                    &[0],
+                    commit.as_bytes(),
+                    &[0],
+                    &record.plaintext,
+                ])
+            }
+        };
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&digest[..16]);
+        id
+    }
+
+    async fn decrypt(&self, r: &SourceRecord) -> Result<DeliveredRecord, Error> {
+        let d = self.client.decrypt(self.cmm.as_ref(), &r.data, None).await?;
+        self.check_context(&d.encryption_context)?;
+        let commit_time = d.encryption_context.get(EC_COMMIT_TIME).and_then(|t| parse_commit_time(t).ok());
+        let mut record = DeliveredRecord {
+            shard_id: r.shard_id.clone(),
+            sequence_number: r.sequence_number.clone(),
+            partition_key: r.partition_key.clone(),
+            message_id: d.header.message_id().to_vec(),
+            encryption_context: d.encryption_context,
+            plaintext: Zeroizing::new(d.plaintext),
+            commit_time,
+            identity: [0; 16],
+        };
+        record.identity = self.identity_of(&record);
+        Ok(record)
+    }
+
+    /// Decrypts a batch, without remembering anything: records whose identity was delivered
+    /// (and committed or acknowledged) before are duplicates; a transient failure holds back the
+    /// later records of its key. Call [`Self::acknowledge`] (or [`Self::commit`]) once the
+    /// application has the delivered records.
     pub async fn process(&self, records: &[SourceRecord]) -> ConsumeOutcome {
         let mut out = ConsumeOutcome::default();
+        let mut blocked_keys: HashSet<&str> = HashSet::new();
+        let mut batch_ids: HashSet<[u8; 16]> = HashSet::new();
+        let mut last_ok: HashMap<&str, &str> = HashMap::new();
+        let mut stopped: HashSet<&str> = HashSet::new();
         for r in records {
-            let result = match self.client.decrypt(self.cmm.as_ref(), &r.data, None).await {
-                Ok(d) => self.check_context(&d.encryption_context).map(|()| d),
-                Err(e) => Err(e),
-            };
-            match result {
+            let shard = r.shard_id.as_str();
+            if blocked_keys.contains(r.partition_key.as_str()) {
+                out.held_back.push((r.shard_id.clone(), r.sequence_number.clone()));
+                stopped.insert(shard);
+                continue;
+            }
+            match self.decrypt(r).await {
                 Ok(d) => {
-                    let id = d.header.message_id().to_vec();
-                    let fresh = self.dedup.lock().unwrap_or_else(|p| p.into_inner()).insert(&id);
-                    if fresh {
-                        out.delivered.push(DeliveredRecord {
-                            shard_id: r.shard_id.clone(),
-                            sequence_number: r.sequence_number.clone(),
-                            partition_key: r.partition_key.clone(),
-                            message_id: id,
-                            plaintext: Zeroizing::new(d.plaintext),
-                            encryption_context: d.encryption_context,
-                        });
+                    let dup = self.seen.lock().unwrap_or_else(|p| p.into_inner()).contains(&d.identity)
+                        || !batch_ids.insert(d.identity);
+                    if dup {
+                        out.duplicates.push((r.shard_id.clone(), r.sequence_number.clone()));
                     } else {
-                        out.duplicates.push(r.sequence_number.clone());
+                        out.delivered.push(d);
                     }
                 }
                 Err(error) => {
@@ -183,14 +339,97 @@ impl Consumer {
                         error,
                     };
                     if failure.error.is_retryable() {
+                        blocked_keys.insert(r.partition_key.as_str());
+                        stopped.insert(shard);
                         out.transient.push(failure);
-                    } else {
-                        out.poison.push(failure);
+                        continue;
                     }
+                    out.poison.push(failure);
                 }
             }
+            if !stopped.contains(shard) {
+                last_ok.insert(shard, r.sequence_number.as_str());
+            }
+        }
+        for shard in stopped {
+            let advance = match last_ok.get(shard) {
+                Some(seq) => Advance::UpTo((*seq).to_owned()),
+                None => Advance::Nothing,
+            };
+            out.advance.insert(shard.to_owned(), advance);
         }
         out
+    }
+
+    /// Remembers the delivered records of `outcome` (in memory), so their replays are recognised.
+    pub fn acknowledge(&self, outcome: &ConsumeOutcome) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        for d in &outcome.delivered {
+            seen.insert(d.identity);
+            let ids = recent.entry(d.shard_id.clone()).or_default();
+            ids.push_back(d.identity);
+            while ids.len() > self.stored_identities {
+                ids.pop_front();
+            }
+        }
+    }
+
+    /// Reads and decrypts the next batch of the group's stream (see [`Self::open`]).
+    pub async fn poll(&self, reader: &mut StreamReader) -> (Batch, ConsumeOutcome) {
+        let batch = reader.poll().await;
+        for (shard, e) in &batch.errors {
+            tracing::warn!(shard = %shard, error = %e, "consumer: reading the stream failed (retried)");
+        }
+        let outcome = self.process(&batch.records).await;
+        (batch, outcome)
+    }
+
+    /// After the application handled `outcome.delivered`: remembers them and stores the group's
+    /// position of every shard of the batch (with the identities delivered last), then moves
+    /// the reader. If storing fails, the reader does not move (the records come again, and the
+    /// in-memory identities recognise them).
+    pub async fn commit(&self, reader: &mut StreamReader, batch: &Batch, outcome: &ConsumeOutcome) -> Result<()> {
+        self.acknowledge(outcome);
+        if let Some(group) = &self.group {
+            let ends: HashMap<&str, Option<&str>> = batch.shards_at_end().collect();
+            let mut last: HashMap<&str, &str> = HashMap::new();
+            for r in &batch.records {
+                last.insert(r.shard_id.as_str(), r.sequence_number.as_str());
+            }
+            let shards: HashSet<&str> = last.keys().copied().chain(ends.keys().copied()).collect();
+            for shard in shards {
+                let advance = outcome.advance(shard);
+                let (seq, finished) = match &advance {
+                    Advance::Nothing => continue,
+                    Advance::UpTo(seq) => (Some(seq.as_str()), false),
+                    Advance::All => {
+                        let end = ends.get(shard);
+                        (last.get(shard).copied().or(end.copied().flatten()).or(end.map(|_| "0")), end.is_some())
+                    }
+                };
+                let Some(seq) = seq else { continue };
+                let identities: Vec<[u8; 16]> = self
+                    .recent
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(shard)
+                    .map(|q| q.iter().copied().collect())
+                    .unwrap_or_default();
+                let position = ConsumerPosition {
+                    sequence_number: Some(seq.to_owned()),
+                    sub_sequence: None,
+                    finished,
+                    identities,
+                };
+                group
+                    .table
+                    .write_consumer_position(&group.name, &group.stream, &group.region, shard, &position)
+                    .await?;
+            }
+        }
+        reader.commit(batch, |shard| outcome.advance(shard));
+        Ok(())
     }
 }
 
@@ -199,14 +438,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dedup_window_forgets_the_oldest() {
-        let mut d = Dedup { seen: HashSet::new(), order: VecDeque::new(), capacity: 2 };
-        assert!(d.insert(b"a"));
-        assert!(!d.insert(b"a"));
-        assert!(d.insert(b"b"));
-        assert!(d.insert(b"c"));
-        assert!(d.insert(b"a"), "a was evicted");
-        let mut off = Dedup { seen: HashSet::new(), order: VecDeque::new(), capacity: 0 };
-        assert!(off.insert(b"a") && off.insert(b"a"));
+    fn seen_identities_forget_the_oldest() {
+        let mut s = Seen { set: HashSet::new(), order: VecDeque::new(), capacity: 2 };
+        s.insert([1; 16]);
+        s.insert([1; 16]);
+        s.insert([2; 16]);
+        assert!(s.contains(&[1; 16]) && s.contains(&[2; 16]));
+        s.insert([3; 16]);
+        assert!(!s.contains(&[1; 16]), "the oldest was forgotten");
+        let mut off = Seen { set: HashSet::new(), order: VecDeque::new(), capacity: 0 };
+        off.insert([1; 16]);
+        assert!(!off.contains(&[1; 16]));
     }
 }

@@ -1,18 +1,28 @@
-//! The replication control table in DynamoDB: the active-Region flag and per-shard checkpoints.
+//! The replication control table in DynamoDB: the fenced active-Region flag, the replicator's
+//! per-shard checkpoints and failover watermarks, and consumer-group checkpoints.
 //!
 //! Schema: partition key `pk` (S), sort key `sk` (S), on-demand billing.
-//! - `pk = "control"`, `sk = "active-region"`: attribute `region`.
-//! - `pk = "checkpoint#<stream>"`, `sk = <shard id>`: `sequence_number`, `seq_key` (the sequence
-//!   number zero-padded to 128 digits, so DynamoDB's string order is numeric order),
-//!   `commit_time` (RFC 3339, optional), `updated_at`.
+//! - `pk = "flag#<stream>"`, `sk = "active-region"`: `region`, `epoch` (N, +1 per change),
+//!   `updated_at`. Changed only with a compare-and-set on `epoch`.
+//! - `pk = "checkpoint#<stream>#<source Region>"`, `sk = <shard id>`: one item per source shard
+//!   the replicator knows (registered when first listed, so shards not yet read count for the
+//!   failover watermark): `parents` (L of S), optional `sequence_number` / `seq_key` (the last
+//!   replicated record; `seq_key` is it zero-padded to 128 digits so DynamoDB's string order is
+//!   numeric order), optional `watermark` (RFC 3339: a lower bound of the commit times of the
+//!   records after the checkpoint, see [`crate::Replicator`]), `finished` (BOOL: the shard is
+//!   closed and replicated to its end), `updated_at`.
+//! - `pk = "consumer#<group>#<stream>#<Region>"`, `sk = <shard id>`: a consumer group's
+//!   position (`sequence_number`, `sub_sequence`, `finished`) and the identities of the records it
+//!   delivered last (`identities`, B), written together after the application acknowledged them.
 //!
 //! In AWS, make it a global table so both Regions read the same flag and checkpoints; the
 //! replicator writes checkpoints to the table in the destination Region, so they survive an
 //! outage of the source Region.
 
 use std::collections::HashMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
@@ -22,7 +32,17 @@ use crate::{KinesisError, Result};
 
 const SEQ_KEY_DIGITS: usize = 128;
 
-/// A replication checkpoint: the last record of a shard known to be in the destination.
+/// Which Region may produce, and the epoch of that decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ActiveRegion {
+    /// The active Region.
+    pub region: String,
+    /// Incremented by every change; a change names the epoch it replaces.
+    pub epoch: u64,
+}
+
+/// A replication checkpoint: the last record of a source shard known to be in the destination.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Checkpoint {
@@ -34,8 +54,11 @@ pub struct Checkpoint {
     pub shard_id: String,
     /// Sequence number (in the source shard) of the last replicated record.
     pub sequence_number: String,
-    /// Commit time of that record, from its encryption context (possibly window-rounded).
-    pub commit_time: Option<SystemTime>,
+    /// A lower bound of the commit times of the records of this shard not yet replicated
+    /// (see [`crate::Replicator`]); `None` when nothing bounds them.
+    pub watermark: Option<SystemTime>,
+    /// The shard is closed and every record of it is replicated.
+    pub finished: bool,
 }
 
 impl Checkpoint {
@@ -45,15 +68,22 @@ impl Checkpoint {
         source_region: &str,
         shard_id: &str,
         sequence_number: &str,
-        commit_time: Option<SystemTime>,
+        watermark: Option<SystemTime>,
     ) -> Self {
         Self {
             stream: stream.to_owned(),
             source_region: source_region.to_owned(),
             shard_id: shard_id.to_owned(),
             sequence_number: sequence_number.to_owned(),
-            commit_time,
+            watermark,
+            finished: false,
         }
+    }
+
+    /// The same checkpoint, marking the shard as replicated to its end.
+    pub fn finished(mut self) -> Self {
+        self.finished = true;
+        self
     }
 }
 
@@ -66,9 +96,50 @@ pub enum CheckpointWrite {
     /// Refused: the stored checkpoint is already further along (another replicator instance
     /// got there first). Nothing was changed.
     Stale {
-        /// The checkpoint in the table.
-        current: Checkpoint,
+        /// The position in the table.
+        current: Option<String>,
     },
+}
+
+/// What the control table knows about one source shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShardProgress {
+    /// Source shard.
+    pub shard_id: String,
+    /// Its parent shards (as listed by Kinesis when it was registered).
+    pub parents: Vec<String>,
+    /// The last replicated record, if any.
+    pub sequence_number: Option<String>,
+    /// Lower bound of the commit times of its records not yet replicated; `None`: unknown.
+    pub watermark: Option<SystemTime>,
+    /// Replicated to its end.
+    pub finished: bool,
+}
+
+/// Where producers taking over in another Region must start replaying.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResumePoint {
+    /// Replay records committed at or after this time; `None`: from the beginning (some shard
+    /// that is not replicated to its end has no watermark).
+    pub from: Option<SystemTime>,
+    /// The shards that were considered.
+    pub shards: Vec<ShardProgress>,
+}
+
+/// A consumer group's position in one shard, and the identities it delivered last.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumerPosition {
+    /// The last record handed over and acknowledged (`None`: nothing yet).
+    pub sequence_number: Option<String>,
+    /// Records of an aggregate at or before this sub-sequence number are done (KCL style).
+    pub sub_sequence: Option<u64>,
+    /// The shard is closed and consumed to its end.
+    pub finished: bool,
+    /// Identity digests of recently delivered records (for recognising replays).
+    pub identities: Vec<[u8; 16]>,
 }
 
 /// Handle on one control table in one Region.
@@ -89,7 +160,12 @@ impl ControlTable {
         &self.table
     }
 
-    fn err<E>(
+    /// The DynamoDB client.
+    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.client
+    }
+
+    pub(crate) fn err<E>(
         &self,
         op: &'static str,
         e: &aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
@@ -100,10 +176,14 @@ impl ControlTable {
         KinesisError::dynamodb(op, &self.table, e)
     }
 
-    /// Creates the table with the schema above unless it exists.
-    pub async fn create_if_missing(&self) -> Result<()> {
+    fn bad(&self, reason: impl Into<String>) -> KinesisError {
+        KinesisError::ControlTable { table: self.table.clone(), reason: reason.into() }
+    }
+
+    /// Creates the table with the schema above unless it exists; returns whether it created it.
+    pub async fn create_if_missing(&self) -> Result<bool> {
         match self.client.describe_table().table_name(&self.table).send().await {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(false),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {}
             Err(e) => return Err(self.err("DescribeTable", &e)),
         }
@@ -125,91 +205,147 @@ impl ControlTable {
             .send()
             .await
         {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => Ok(()),
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => Ok(false),
             Err(e) => Err(self.err("CreateTable", &e)),
         }
     }
 
-    /// The Region currently allowed to produce and replicate (strongly consistent read).
-    pub async fn active_region(&self) -> Result<Option<String>> {
+    /// The Region currently allowed to produce, with its epoch (strongly consistent read). A
+    /// missing flag is [`KinesisError::FlagMissing`] (retryable: the table may be being set up),
+    /// never "another Region is active".
+    pub async fn active_region(&self, stream: &str) -> Result<ActiveRegion> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s("control"))
+            .key("pk", s(&flag_pk(stream)))
             .key("sk", s("active-region"))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| self.err("GetItem", &e))?;
-        match out.item() {
-            None => Ok(None),
-            Some(item) => Ok(Some(self.string(item, "region")?.to_owned())),
+        let Some(item) = out.item() else {
+            return Err(KinesisError::FlagMissing { table: self.table.clone(), stream: stream.to_owned() });
+        };
+        Ok(ActiveRegion { region: self.string(item, "region")?.to_owned(), epoch: self.number(item, "epoch")? })
+    }
+
+    /// Sets the first active Region of `stream` unless one is set; returns the flag as stored.
+    pub async fn init_active_region(&self, stream: &str, region: &str) -> Result<(ActiveRegion, bool)> {
+        match self.write_flag(stream, region, None).await {
+            Ok(flag) => Ok((flag, true)),
+            Err(KinesisError::FlagConflict { current, .. }) => Ok((current, false)),
+            Err(e) => Err(e),
         }
     }
 
-    /// Sets the active Region (a failover is this call, on every Region's table).
-    pub async fn set_active_region(&self, region: &str) -> Result<()> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s("control"))
-            .item("sk", s("active-region"))
-            .item("region", s(region))
-            .item("updated_at", s(&humantime::format_rfc3339_millis(SystemTime::now()).to_string()))
-            .send()
-            .await
-            .map_err(|e| self.err("PutItem", &e))?;
-        Ok(())
+    /// Sets the active Region, fenced: succeeds only if the stored epoch is `expected_epoch`, and
+    /// stores `expected_epoch + 1`. Two operators or two Regions flipping the flag at once cannot
+    /// both win: the loser gets [`KinesisError::FlagConflict`] with the winner's flag.
+    pub async fn set_active_region(&self, stream: &str, region: &str, expected_epoch: u64) -> Result<ActiveRegion> {
+        self.write_flag(stream, region, Some(expected_epoch)).await
     }
 
-    /// Stores `cp` unless the stored checkpoint of its shard is further along.
-    pub async fn write_checkpoint(&self, cp: &Checkpoint) -> Result<CheckpointWrite> {
-        let digits = cp.sequence_number.trim_start_matches('0');
-        if cp.sequence_number.is_empty()
-            || digits.len() > SEQ_KEY_DIGITS
-            || !cp.sequence_number.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(KinesisError::InvalidConfig(format!(
-                "{:?} is not a Kinesis sequence number",
-                cp.sequence_number
-            )));
-        }
+    async fn write_flag(&self, stream: &str, region: &str, expected_epoch: Option<u64>) -> Result<ActiveRegion> {
+        let epoch = expected_epoch.map_or(1, |e| e + 1);
         let mut put = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(&checkpoint_pk(&cp.stream, &cp.source_region)))
-            .item("sk", s(&cp.shard_id))
-            .item("sequence_number", s(&cp.sequence_number))
-            .item("seq_key", s(&format!("{digits:0>SEQ_KEY_DIGITS$}")))
-            .item("updated_at", s(&humantime::format_rfc3339_millis(SystemTime::now()).to_string()))
-            .condition_expression("attribute_not_exists(pk) OR seq_key <= :seq")
-            .expression_attribute_values(":seq", s(&format!("{digits:0>SEQ_KEY_DIGITS$}")));
-        if let Some(t) = cp.commit_time {
-            put = put.item("commit_time", s(&humantime::format_rfc3339_millis(t).to_string()));
-        }
+            .item("pk", s(&flag_pk(stream)))
+            .item("sk", s("active-region"))
+            .item("region", s(region))
+            .item("epoch", n(epoch))
+            .item("updated_at", s(&now_rfc3339()));
+        put = match expected_epoch {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(e) => put.condition_expression("epoch = :expected").expression_attribute_values(":expected", n(e)),
+        };
         match put.send().await {
-            Ok(_) => Ok(CheckpointWrite::Written),
+            Ok(_) => Ok(ActiveRegion { region: region.to_owned(), epoch }),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                let current = self.checkpoint(&cp.stream, &cp.source_region, &cp.shard_id).await?.ok_or_else(|| {
-                    KinesisError::ControlTable {
-                        table: self.table.clone(),
-                        reason: format!(
-                            "conditional write for shard {} failed but no checkpoint is stored",
-                            cp.shard_id
-                        ),
-                    }
-                })?;
-                Ok(CheckpointWrite::Stale { current })
+                let current = self.active_region(stream).await?;
+                Err(KinesisError::FlagConflict { table: self.table.clone(), expected: expected_epoch, current })
             }
             Err(e) => Err(self.err("PutItem", &e)),
         }
     }
 
-    /// The checkpoint of one shard.
-    pub async fn checkpoint(&self, stream: &str, source_region: &str, shard_id: &str) -> Result<Option<Checkpoint>> {
+    /// Registers source shards so that the failover watermark accounts for them before they are
+    /// read: each gets an item with its parents and `watermark` unless one exists.
+    pub async fn register_shard(
+        &self,
+        stream: &str,
+        source_region: &str,
+        shard_id: &str,
+        parents: &[String],
+        watermark: Option<SystemTime>,
+    ) -> Result<()> {
+        let parents = AttributeValue::L(parents.iter().map(|p| s(p)).collect());
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&checkpoint_pk(stream, source_region)))
+            .item("sk", s(shard_id))
+            .item("parents", parents)
+            .item("finished", AttributeValue::Bool(false))
+            .item("updated_at", s(&now_rfc3339()))
+            .condition_expression("attribute_not_exists(pk)");
+        if let Some(w) = watermark {
+            put = put.item("watermark", s(&rfc3339(w)));
+        }
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(self.err("PutItem", &e)),
+        }
+    }
+
+    /// Stores `cp` unless the stored checkpoint of its shard is further along (or finished).
+    pub async fn write_checkpoint(&self, cp: &Checkpoint) -> Result<CheckpointWrite> {
+        let seq_key = seq_key(&cp.sequence_number)?;
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&checkpoint_pk(&cp.stream, &cp.source_region)))
+            .key("sk", s(&cp.shard_id))
+            .condition_expression(
+                "(attribute_not_exists(seq_key) OR seq_key <= :seq) AND (attribute_not_exists(finished) OR finished = :no)",
+            )
+            .expression_attribute_values(":seq", s(&seq_key))
+            .expression_attribute_values(":sn", s(&cp.sequence_number))
+            .expression_attribute_values(":fin", AttributeValue::Bool(cp.finished))
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
+            .expression_attribute_values(":now", s(&now_rfc3339()));
+        let mut set = "SET sequence_number = :sn, seq_key = :seq, finished = :fin, updated_at = :now".to_owned();
+        match cp.watermark {
+            Some(w) => {
+                set.push_str(", watermark = :w");
+                update = update.expression_attribute_values(":w", s(&rfc3339(w)));
+            }
+            None if cp.finished => set.push_str(" REMOVE watermark"),
+            None => {}
+        }
+        match update.update_expression(set).send().await {
+            Ok(_) => Ok(CheckpointWrite::Written),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                let current = self.shard_progress(&cp.stream, &cp.source_region, &cp.shard_id).await?;
+                Ok(CheckpointWrite::Stale { current: current.and_then(|c| c.sequence_number) })
+            }
+            Err(e) => Err(self.err("UpdateItem", &e)),
+        }
+    }
+
+    /// What the table knows about one source shard.
+    pub async fn shard_progress(
+        &self,
+        stream: &str,
+        source_region: &str,
+        shard_id: &str,
+    ) -> Result<Option<ShardProgress>> {
         let out = self
             .client
             .get_item()
@@ -220,11 +356,105 @@ impl ControlTable {
             .send()
             .await
             .map_err(|e| self.err("GetItem", &e))?;
-        out.item().map(|item| self.parse_checkpoint(stream, source_region, item)).transpose()
+        out.item().map(|item| self.parse_progress(item)).transpose()
     }
 
-    /// Every shard checkpoint of `stream` read from `source_region`.
-    pub async fn checkpoints(&self, stream: &str, source_region: &str) -> Result<Vec<Checkpoint>> {
+    /// Every source shard of `stream` read from `source_region` that the table knows.
+    pub async fn shards(&self, stream: &str, source_region: &str) -> Result<Vec<ShardProgress>> {
+        self.query(&checkpoint_pk(stream, source_region)).await?.iter().map(|i| self.parse_progress(i)).collect()
+    }
+
+    /// Where a producer taking over in another Region resumes: the smallest watermark over every
+    /// registered shard not replicated to its end, minus `margin` (the commit-time disorder the
+    /// producers are allowed); `from: None` (the beginning) when a shard has no watermark or no
+    /// shard is registered.
+    pub async fn resume_point(&self, stream: &str, source_region: &str, margin: Duration) -> Result<ResumePoint> {
+        let shards = self.shards(stream, source_region).await?;
+        let open: Vec<&ShardProgress> = shards.iter().filter(|p| !p.finished).collect();
+        let from = if shards.is_empty() || open.iter().any(|p| p.watermark.is_none()) {
+            None
+        } else {
+            open.iter()
+                .filter_map(|p| p.watermark)
+                .min()
+                .map(|w| w.checked_sub(margin).unwrap_or(SystemTime::UNIX_EPOCH))
+                // Every shard is replicated to its end: nothing needs replaying before now.
+                .or_else(|| Some(SystemTime::now()))
+        };
+        Ok(ResumePoint { from, shards })
+    }
+
+    /// A consumer group's positions in every shard of `stream` in `region`.
+    pub async fn consumer_positions(
+        &self,
+        group: &str,
+        stream: &str,
+        region: &str,
+    ) -> Result<HashMap<String, ConsumerPosition>> {
+        let mut out = HashMap::new();
+        for item in self.query(&consumer_pk(group, stream, region)).await? {
+            let shard = self.string(&item, "sk")?.to_owned();
+            let identities = match item.get("identities").and_then(|v| v.as_b().ok()) {
+                Some(b) if b.as_ref().len() % 16 == 0 => {
+                    b.as_ref().chunks_exact(16).map(|c| c.try_into().unwrap_or([0u8; 16])).collect()
+                }
+                Some(_) => return Err(self.bad(format!("consumer item {shard}: identities are not 16-byte digests"))),
+                None => Vec::new(),
+            };
+            let position = ConsumerPosition {
+                sequence_number: item.get("sequence_number").and_then(|v| v.as_s().ok()).cloned(),
+                sub_sequence: item.get("sub_sequence").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()),
+                finished: item.get("finished").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+                identities,
+            };
+            out.insert(shard, position);
+        }
+        Ok(out)
+    }
+
+    /// Stores a consumer group's position in one shard (never moving it back).
+    pub async fn write_consumer_position(
+        &self,
+        group: &str,
+        stream: &str,
+        region: &str,
+        shard_id: &str,
+        position: &ConsumerPosition,
+    ) -> Result<CheckpointWrite> {
+        let Some(seq) = &position.sequence_number else {
+            return Err(KinesisError::InvalidConfig("a consumer position needs a sequence number".into()));
+        };
+        let sub = position.sub_sequence.unwrap_or(u64::MAX);
+        let key = format!("{}#{sub:020}", seq_key(seq)?);
+        let identities: Vec<u8> = position.identities.iter().flatten().copied().collect();
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&consumer_pk(group, stream, region)))
+            .item("sk", s(shard_id))
+            .item("sequence_number", s(seq))
+            .item("position_key", s(&key))
+            .item("finished", AttributeValue::Bool(position.finished))
+            .item("updated_at", s(&now_rfc3339()))
+            .condition_expression("attribute_not_exists(position_key) OR position_key <= :k")
+            .expression_attribute_values(":k", s(&key));
+        if let Some(sub) = position.sub_sequence {
+            put = put.item("sub_sequence", n(sub));
+        }
+        if !identities.is_empty() {
+            put = put.item("identities", AttributeValue::B(Blob::new(identities)));
+        }
+        match put.send().await {
+            Ok(_) => Ok(CheckpointWrite::Written),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Ok(CheckpointWrite::Stale { current: None })
+            }
+            Err(e) => Err(self.err("PutItem", &e)),
+        }
+    }
+
+    async fn query(&self, pk: &str) -> Result<Vec<HashMap<String, AttributeValue>>> {
         let mut all = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
@@ -233,15 +463,13 @@ impl ControlTable {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(&checkpoint_pk(stream, source_region)))
+                .expression_attribute_values(":pk", s(pk))
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| self.err("Query", &e))?;
-            for item in out.items() {
-                all.push(self.parse_checkpoint(stream, source_region, item)?);
-            }
+            all.extend(out.items().iter().cloned());
             match out.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
                 _ => return Ok(all),
@@ -249,47 +477,78 @@ impl ControlTable {
         }
     }
 
-    /// Where a producer taking over in another Region resumes: the smallest commit time over
-    /// the shard checkpoints (every record committed before it has been replicated). `None`
-    /// when no checkpoint carries a commit time (resume from the beginning).
-    pub async fn resume_commit_time(&self, stream: &str, source_region: &str) -> Result<Option<SystemTime>> {
-        Ok(self.checkpoints(stream, source_region).await?.into_iter().filter_map(|c| c.commit_time).min())
-    }
-
     fn string<'a>(&self, item: &'a HashMap<String, AttributeValue>, name: &str) -> Result<&'a str> {
-        item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str).ok_or_else(|| KinesisError::ControlTable {
-            table: self.table.clone(),
-            reason: format!("item lacks the string attribute {name:?}"),
-        })
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+            .ok_or_else(|| self.bad(format!("item lacks the string attribute {name:?}")))
     }
 
-    fn parse_checkpoint(
-        &self,
-        stream: &str,
-        source_region: &str,
-        item: &HashMap<String, AttributeValue>,
-    ) -> Result<Checkpoint> {
-        let commit_time = match item.get("commit_time").and_then(|v| v.as_s().ok()) {
-            Some(t) => Some(
-                parse_commit_time(t)
-                    .map_err(|e| KinesisError::ControlTable { table: self.table.clone(), reason: e.to_string() })?,
-            ),
-            None => None,
+    fn number(&self, item: &HashMap<String, AttributeValue>, name: &str) -> Result<u64> {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| self.bad(format!("item lacks the number attribute {name:?}")))
+    }
+
+    fn time(&self, item: &HashMap<String, AttributeValue>, name: &str) -> Result<Option<SystemTime>> {
+        match item.get(name).and_then(|v| v.as_s().ok()) {
+            Some(t) => parse_commit_time(t).map(Some).map_err(|e| self.bad(e.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    fn parse_progress(&self, item: &HashMap<String, AttributeValue>) -> Result<ShardProgress> {
+        let parents = match item.get("parents").and_then(|v| v.as_l().ok()) {
+            Some(l) => l.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
+            None => Vec::new(),
         };
-        Ok(Checkpoint {
-            stream: stream.to_owned(),
-            source_region: source_region.to_owned(),
+        Ok(ShardProgress {
             shard_id: self.string(item, "sk")?.to_owned(),
-            sequence_number: self.string(item, "sequence_number")?.to_owned(),
-            commit_time,
+            parents,
+            sequence_number: item.get("sequence_number").and_then(|v| v.as_s().ok()).cloned(),
+            watermark: self.time(item, "watermark")?,
+            finished: item.get("finished").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
         })
     }
+}
+
+/// A sequence number zero-padded to 128 digits (DynamoDB compares strings bytewise).
+fn seq_key(sequence_number: &str) -> Result<String> {
+    let digits = sequence_number.trim_start_matches('0');
+    if sequence_number.is_empty()
+        || digits.len() > SEQ_KEY_DIGITS
+        || !sequence_number.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(KinesisError::InvalidConfig(format!("{sequence_number:?} is not a Kinesis sequence number")));
+    }
+    Ok(format!("{digits:0>SEQ_KEY_DIGITS$}"))
+}
+
+fn flag_pk(stream: &str) -> String {
+    format!("flag#{stream}")
 }
 
 fn checkpoint_pk(stream: &str, source_region: &str) -> String {
     format!("checkpoint#{stream}#{source_region}")
 }
 
+fn consumer_pk(group: &str, stream: &str, region: &str) -> String {
+    format!("consumer#{group}#{stream}#{region}")
+}
+
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn now_rfc3339() -> String {
+    rfc3339(SystemTime::now())
+}
+
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
 }

@@ -62,6 +62,58 @@ pub enum KinesisError {
     /// Bad configuration.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// An SQS call failed (the dead-letter queue).
+    #[error("SQS {operation} on queue {queue} failed: {code}{}{} ({})", sep(message), message, retry_hint(*retryable))]
+    Sqs {
+        /// The operation.
+        operation: &'static str,
+        /// Queue URL.
+        queue: String,
+        /// AWS error code or transport failure class.
+        code: String,
+        /// Detail.
+        message: String,
+        /// Whether a retry can help.
+        retryable: bool,
+    },
+    /// The control table has no active-Region item for the stream. Retryable: nothing is skipped
+    /// or acknowledged while it is missing.
+    #[error("control table {table:?} has no active-Region flag for stream {stream:?}; create it with `esdk kinesis init` (nothing is replicated or acknowledged until it exists)")]
+    FlagMissing {
+        /// Table name.
+        table: String,
+        /// Stream.
+        stream: String,
+    },
+    /// A fenced change of the active Region lost: the flag is not at the expected epoch.
+    #[error("the active-Region flag in {table:?} changed underneath: expected epoch {}, found {} at epoch {}; read it again and decide once more", expected.map_or("none (first set)".to_owned(), |e| e.to_string()), current.region, current.epoch)]
+    FlagConflict {
+        /// Table name.
+        table: String,
+        /// The epoch the change was based on (`None`: the first set).
+        expected: Option<u64>,
+        /// The flag as stored.
+        current: crate::ActiveRegion,
+    },
+    /// A producer refused to write: its Region is not the active one.
+    #[error("not producing in {region}: the active Region is {} (epoch {}); produce there, or fail over first (a producer built with `danger_produce_while_inactive` writes anyway)", active.region, active.epoch)]
+    RegionNotActive {
+        /// This producer's Region.
+        region: String,
+        /// The flag.
+        active: crate::ActiveRegion,
+    },
+    /// A record the replicator must not forward, with no dead-letter queue to put it in: the
+    /// batch stops before it (it is not checkpointed past).
+    #[error("record {sequence_number} of shard {shard_id} is refused ({reason}) and no dead-letter queue is configured: replication of this shard stops here; configure a dead-letter queue or allow its key")]
+    Refused {
+        /// Source shard.
+        shard_id: String,
+        /// Its sequence number.
+        sequence_number: String,
+        /// Why.
+        reason: String,
+    },
     /// An internal invariant failed (a bug: please report it).
     #[error("internal error (a bug in esdk-kinesis, please report it): {0}")]
     Internal(&'static str),
@@ -88,8 +140,10 @@ impl KinesisError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Esdk(e) => e.is_retryable(),
-            Self::Kinesis { retryable, .. } | Self::DynamoDb { retryable, .. } => *retryable,
-            Self::NotSent(_) => true,
+            Self::Kinesis { retryable, .. } | Self::DynamoDb { retryable, .. } | Self::Sqs { retryable, .. } => {
+                *retryable
+            }
+            Self::NotSent(_) | Self::FlagMissing { .. } => true,
             _ => false,
         }
     }
@@ -116,6 +170,38 @@ impl KinesisError {
     {
         let f = crate::aws_error::classify(err);
         Self::DynamoDb { operation, table: table.to_owned(), code: f.code, message: f.message, retryable: f.retryable }
+    }
+
+    /// The same error for another record of a batch that failed as a whole (the producer's
+    /// active-Region check): the variants that check can return keep their fields.
+    pub(crate) fn for_each_record(&self) -> Self {
+        match self {
+            Self::RegionNotActive { region, active } => {
+                Self::RegionNotActive { region: region.clone(), active: active.clone() }
+            }
+            Self::FlagMissing { table, stream } => Self::FlagMissing { table: table.clone(), stream: stream.clone() },
+            Self::DynamoDb { operation, table, code, message, retryable } => Self::DynamoDb {
+                operation,
+                table: table.clone(),
+                code: code.clone(),
+                message: message.clone(),
+                retryable: *retryable,
+            },
+            Self::ControlTable { table, reason } => Self::ControlTable { table: table.clone(), reason: reason.clone() },
+            other => Self::InvalidConfig(other.to_string()),
+        }
+    }
+
+    pub(crate) fn sqs<E>(
+        operation: &'static str,
+        queue: &str,
+        err: &aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
+    ) -> Self
+    where
+        E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let f = crate::aws_error::classify(err);
+        Self::Sqs { operation, queue: queue.to_owned(), code: f.code, message: f.message, retryable: f.retryable }
     }
 }
 

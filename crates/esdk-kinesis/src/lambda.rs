@@ -60,7 +60,7 @@ impl Replicator {
     /// `batchItemFailures`.
     pub async fn handle_lambda_event(&self, event: &Value) -> Result<Value> {
         let records = parse_event(event)?;
-        let outcome = self.replicate_batch(&records).await?;
+        let outcome = self.replicate_records(&records, &[]).await?;
         Ok(batch_item_failures(outcome.failed.iter().map(|(_, seq)| seq.as_str())))
     }
 }

@@ -30,6 +30,8 @@ mod consumer;
 #[cfg(feature = "aws")]
 mod control;
 #[cfg(feature = "aws")]
+mod dlq;
+#[cfg(feature = "aws")]
 mod error;
 #[cfg(feature = "aws")]
 pub mod lambda;
@@ -47,18 +49,26 @@ mod retry;
 mod source;
 
 #[cfg(feature = "aws")]
-pub use consumer::{ConsumeOutcome, Consumer, DeliveredRecord, RecordFailure, DEFAULT_DEDUP_WINDOW};
+pub use consumer::{
+    ConsumeOutcome, Consumer, DeliveredRecord, RecordFailure, DEFAULT_DEDUP_WINDOW, DEFAULT_STORED_IDENTITIES,
+};
 #[cfg(feature = "aws")]
-pub use control::{Checkpoint, CheckpointWrite, ControlTable};
+pub use control::{
+    ActiveRegion, Checkpoint, CheckpointWrite, ConsumerPosition, ControlTable, ResumePoint, ShardProgress,
+};
+#[cfg(feature = "aws")]
+pub use dlq::{DeadLetter, DeadLetterQueue};
 #[cfg(feature = "aws")]
 pub use error::{KinesisError, Result};
 #[cfg(feature = "aws")]
-pub use producer::{FailedRecord, Producer, PutRecordResult, PutReport};
+pub use producer::{FailedRecord, Producer, PutRecordResult, PutReport, DEFAULT_FLAG_TTL};
 #[cfg(feature = "aws")]
 pub use put::PutConfig;
 #[cfg(feature = "aws")]
-pub use reader::{StartPosition, StreamReader};
+pub use reader::{Advance, Batch, ReaderConfig, ShardInfo, ShardPosition, StartPosition, StreamReader};
 #[cfg(feature = "aws")]
-pub use replicator::{BatchOutcome, RefusedRecord, Replicator, ReplicatorMetrics};
+pub use replicator::{
+    BatchOutcome, RefusedRecord, Replicator, ReplicatorBuilder, ReplicatorMetrics, DEFAULT_CLOCK_SKEW, WATERMARK_WINDOW,
+};
 #[cfg(feature = "aws")]
 pub use source::SourceRecord;

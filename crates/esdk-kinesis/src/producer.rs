@@ -1,10 +1,24 @@
-//! Encrypting producer: record codec + ordered `PutRecords` batching.
+//! Encrypting producer: record codec + ordered `PutRecords` batching, guarded by the
+//! active-Region flag.
 
-use std::time::SystemTime;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
+use crate::control::{ActiveRegion, ControlTable};
 use crate::put::{put_ordered, EntryOutcome, PutConfig};
 use crate::record::{EncryptedRecord, RecordCodec};
 use crate::{KinesisError, Result};
+
+/// How long a producer trusts the active-Region flag it read.
+pub const DEFAULT_FLAG_TTL: Duration = Duration::from_secs(1);
+
+/// How a producer learns whether its Region may produce.
+enum Guard {
+    /// Read the flag (cached for the TTL); refuse when it names another Region.
+    Flag { table: ControlTable, ttl: Duration, cached: Mutex<Option<(Instant, ActiveRegion)>> },
+    /// Produce without asking.
+    Unchecked,
+}
 
 /// Encrypts records and puts them to one stream.
 pub struct Producer {
@@ -12,6 +26,7 @@ pub struct Producer {
     stream: String,
     codec: RecordCodec,
     put: PutConfig,
+    guard: Guard,
 }
 
 /// A record that was put.
@@ -62,9 +77,55 @@ pub struct PutReport {
 
 impl Producer {
     /// A producer writing to `stream` with `client` (whose Region is the codec's origin Region).
-    pub fn new(client: aws_sdk_kinesis::Client, stream: &str, codec: RecordCodec) -> Self {
+    /// Before putting, it checks that `flag_table` names its Region as the active one (the flag
+    /// is cached for [`DEFAULT_FLAG_TTL`]); otherwise every record fails with
+    /// [`KinesisError::RegionNotActive`] and nothing is sent.
+    pub fn new(client: aws_sdk_kinesis::Client, stream: &str, codec: RecordCodec, flag_table: ControlTable) -> Self {
+        let guard = Guard::Flag { table: flag_table, ttl: DEFAULT_FLAG_TTL, cached: Mutex::new(None) };
+        Self::with_guard(client, stream, codec, guard)
+    }
+
+    /// **Danger:** a producer that never checks the active-Region flag: for a stream that is
+    /// not replicated, or to write in a Region that is not active on purpose (records produced
+    /// there still reach the other Region through its replicator).
+    pub fn danger_produce_while_inactive(client: aws_sdk_kinesis::Client, stream: &str, codec: RecordCodec) -> Self {
+        Self::with_guard(client, stream, codec, Guard::Unchecked)
+    }
+
+    fn with_guard(client: aws_sdk_kinesis::Client, stream: &str, codec: RecordCodec, guard: Guard) -> Self {
         let put = PutConfig { record_limit: codec.record_limit() as usize, ..PutConfig::default() };
-        Self { client, stream: stream.to_owned(), codec, put }
+        Self { client, stream: stream.to_owned(), codec, put, guard }
+    }
+
+    /// How long the active-Region flag is trusted once read (default 1 s).
+    pub fn with_flag_ttl(mut self, ttl: Duration) -> Self {
+        if let Guard::Flag { ttl: t, .. } = &mut self.guard {
+            *t = ttl;
+        }
+        self
+    }
+
+    /// Whether this producer's Region may produce now.
+    async fn check_region(&self) -> Result<()> {
+        let Guard::Flag { table, ttl, cached } = &self.guard else { return Ok(()) };
+        let fresh = cached
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < *ttl)
+            .map(|(_, flag)| flag.clone());
+        let flag = match fresh {
+            Some(f) => f,
+            None => {
+                let f = table.active_region(&self.stream).await?;
+                *cached.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), f.clone()));
+                f
+            }
+        };
+        if flag.region != self.codec.origin_region() {
+            return Err(KinesisError::RegionNotActive { region: self.codec.origin_region().to_owned(), active: flag });
+        }
+        Ok(())
     }
 
     /// Replaces the batching and retry settings (the record limit stays the codec's).
@@ -86,6 +147,16 @@ impl Producer {
         I: IntoIterator<Item = (&'a str, &'a [u8], Option<SystemTime>)>,
     {
         let mut report = PutReport::default();
+        if let Err(refusal) = self.check_region().await {
+            for (index, (key, _, _)) in records.into_iter().enumerate() {
+                report.failed.push(FailedRecord {
+                    index,
+                    partition_key: key.to_owned(),
+                    error: refusal.for_each_record(),
+                });
+            }
+            return report;
+        }
         let mut encrypted: Vec<(usize, EncryptedRecord)> = Vec::new();
         for (index, (key, payload, commit_time)) in records.into_iter().enumerate() {
             match self.codec.encrypt(key, payload, commit_time).await {
@@ -98,6 +169,17 @@ impl Producer {
 
     /// Puts records encrypted earlier (e.g. with [`RecordCodec::encrypt`] on other threads).
     pub async fn put_encrypted(&self, encrypted: Vec<(usize, EncryptedRecord)>, mut report: PutReport) -> PutReport {
+        if let Err(refusal) = self.check_region().await {
+            for (index, record) in encrypted {
+                report.failed.push(FailedRecord {
+                    index,
+                    partition_key: record.partition_key,
+                    error: refusal.for_each_record(),
+                });
+            }
+            report.failed.sort_by_key(|f| f.index);
+            return report;
+        }
         let entries: Vec<(&str, &bytes::Bytes)> =
             encrypted.iter().map(|(_, r)| (r.partition_key.as_str(), &r.data)).collect();
         let (outcomes, stats) = put_ordered(&self.client, &self.stream, &entries, &self.put).await;

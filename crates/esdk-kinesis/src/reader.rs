@@ -1,182 +1,480 @@
 //! Polling reader over every shard of a stream (`ListShards`, `GetShardIterator`, `GetRecords`),
 //! shared by the replicator's polling loop and consumers.
+//!
+//! **A record counts as read only when its batch is committed.** [`StreamReader::poll`] reads
+//! one `GetRecords` page from each shard that is due and returns it as a [`Batch`]; nothing moves
+//! until the caller passes the batch back to [`StreamReader::commit`] with how far each shard may
+//! advance. A failure of any call (throttling, 5xx, timeouts, an expired iterator, a failed
+//! `GetShardIterator`) affects only that shard in that poll: it stays at its committed position
+//! and is retried after a backoff, and the records read from other shards are still returned.
+//!
+//! **Resharding.** Shards are listed again periodically and as soon as a shard is read to its
+//! end; a child shard is read only after its parent(s) are finished (read and committed to their
+//! ends), so per partition key the reader hands out records in order across splits and merges.
+//!
+//! **Pacing.** Each shard gets at most one `GetRecords` per [`ReaderConfig::min_interval`]
+//! (Kinesis allows five per second per shard, shared by every consumer of the stream), waits
+//! [`ReaderConfig::idle_interval`] after a read that found nothing new, and backs off
+//! exponentially after a failure.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_kinesis::types::ShardIteratorType;
 
+use crate::retry::backoff;
 use crate::{KinesisError, Result, SourceRecord};
 
-/// Where a [`StreamReader`] starts in each shard.
+/// Where a [`StreamReader`] starts in shards it has no position for.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum StartPosition {
-    /// The oldest record kept.
+    /// The oldest record kept (the start of every shard).
     TrimHorizon,
-    /// Only records put after opening.
+    /// Only records put after opening (shards open at that time); shards that appear later are
+    /// read from their start.
     Latest,
-    /// After the given sequence number per shard (e.g. replication checkpoints); shards not listed
-    /// start at the trim horizon.
-    After(HashMap<String, String>),
+    /// Positions from checkpoints: per shard, after a sequence number or finished; shards not
+    /// listed start at their beginning.
+    Positions(HashMap<String, ShardPosition>),
 }
 
-struct ShardCursor {
-    shard_id: String,
-    iterator: Option<String>,
-    /// Where to get a new iterator if this one expires: at or after a sequence number, or the
-    /// stream's start position.
-    resume: Resume,
-}
-
-#[derive(Clone)]
-enum Resume {
-    Start(ShardIteratorType),
+/// A committed position in one shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ShardPosition {
+    /// After this sequence number.
     After(String),
-    At(String),
+    /// The shard is read to its end.
+    Finished,
 }
 
-impl Resume {
-    fn parts(&self) -> (ShardIteratorType, Option<&str>) {
-        match self {
-            Self::Start(kind) => (kind.clone(), None),
-            Self::After(seq) => (ShardIteratorType::AfterSequenceNumber, Some(seq)),
-            Self::At(seq) => (ShardIteratorType::AtSequenceNumber, Some(seq)),
+/// Pacing and batching of a [`StreamReader`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ReaderConfig {
+    /// Records per `GetRecords` (1..=10,000).
+    pub limit: i32,
+    /// Least time between two `GetRecords` of one shard (Kinesis: 5 per second per shard).
+    pub min_interval: Duration,
+    /// Wait after a read that returned nothing and was not behind.
+    pub idle_interval: Duration,
+    /// How often shards are listed again (also after any shard reached its end).
+    pub relist_interval: Duration,
+    /// First backoff after a failed call; doubles up to `max_backoff`.
+    pub base_backoff: Duration,
+    /// Longest backoff.
+    pub max_backoff: Duration,
+}
+
+impl Default for ReaderConfig {
+    fn default() -> Self {
+        Self {
+            limit: 1000,
+            min_interval: Duration::from_millis(200),
+            idle_interval: Duration::from_millis(500),
+            relist_interval: Duration::from_secs(30),
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
         }
     }
 }
 
-/// Reads all shards of one stream, one `GetRecords` per shard per [`Self::poll`].
+impl ReaderConfig {
+    /// Records per `GetRecords` (clamped to 1..=10,000).
+    pub fn limit(mut self, limit: i32) -> Self {
+        self.limit = limit.clamp(1, 10_000);
+        self
+    }
+
+    /// Least time between two reads of one shard, and the wait after an empty read.
+    pub fn intervals(mut self, min_interval: Duration, idle_interval: Duration) -> Self {
+        self.min_interval = min_interval;
+        self.idle_interval = idle_interval;
+        self
+    }
+
+    /// How often shards are listed again.
+    pub fn relist_interval(mut self, every: Duration) -> Self {
+        self.relist_interval = every;
+        self
+    }
+
+    /// Backoff after a failed call.
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.base_backoff = base;
+        self.max_backoff = max;
+        self
+    }
+}
+
+/// A shard as Kinesis lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShardInfo {
+    /// Shard id.
+    pub shard_id: String,
+    /// The shard it was split from, or the first of the two it was merged from.
+    pub parent: Option<String>,
+    /// The second shard of a merge.
+    pub adjacent_parent: Option<String>,
+    /// Whether it is closed (has an ending sequence number).
+    pub closed: bool,
+}
+
+impl ShardInfo {
+    /// The parent shard ids.
+    pub fn parents(&self) -> impl Iterator<Item = &str> {
+        self.parent.iter().chain(&self.adjacent_parent).map(String::as_str)
+    }
+}
+
+struct Shard {
+    info: ShardInfo,
+    /// Last committed sequence number (`None`: the start position).
+    committed: Option<String>,
+    /// Where to start when `committed` is `None`.
+    start: ShardIteratorType,
+    /// An iterator at the committed position (iterators can be read again until they expire).
+    iterator: Option<String>,
+    finished: bool,
+    due: Instant,
+    failures: u32,
+    millis_behind: Option<i64>,
+}
+
+/// What one poll read from one shard.
+#[derive(Clone, Debug)]
+struct ShardRead {
+    shard_id: String,
+    /// The committed position the read started from.
+    from: Option<String>,
+    last_sequence_number: Option<String>,
+    next_iterator: Option<String>,
+}
+
+/// Records read by one [`StreamReader::poll`], not yet committed.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Batch {
+    /// The records, shard by shard, each shard's in sequence order.
+    pub records: Vec<SourceRecord>,
+    /// Calls that failed in this poll, per shard (those shards did not move and are retried
+    /// after a backoff).
+    pub errors: Vec<(String, KinesisError)>,
+    reads: Vec<ShardRead>,
+}
+
+impl Batch {
+    /// Whether no record was read.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Shards that reached their end in this batch, with the last sequence number read or
+    /// committed in them (`None`: the shard holds no record). Committing everything read from
+    /// them finishes them.
+    pub fn shards_at_end(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.reads
+            .iter()
+            .filter(|r| r.next_iterator.is_none())
+            .map(|r| (r.shard_id.as_str(), r.last_sequence_number.as_deref().or(r.from.as_deref())))
+    }
+}
+
+/// How far [`StreamReader::commit`] moves a shard read in a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Advance {
+    /// Everything read from it (and, at its end, finish it).
+    All,
+    /// Up to and including this sequence number (the records after it are read again).
+    UpTo(String),
+    /// Nothing: read the same records again.
+    Nothing,
+}
+
+/// Reads all shards of one stream; see the module documentation.
 pub struct StreamReader {
     client: aws_sdk_kinesis::Client,
     stream: String,
-    shards: Vec<ShardCursor>,
-    limit: i32,
-    millis_behind: HashMap<String, i64>,
+    config: ReaderConfig,
+    shards: BTreeMap<String, Shard>,
+    start: StartPosition,
+    next_list: Instant,
+    new_shards: Vec<ShardInfo>,
 }
 
 impl StreamReader {
-    /// Lists the stream's shards and positions an iterator in each.
+    /// Lists the stream's shards. Iterators are obtained lazily by the first poll of each shard.
     pub async fn open(client: aws_sdk_kinesis::Client, stream: &str, start: StartPosition) -> Result<Self> {
-        let mut shard_ids = Vec::new();
+        Self::open_with(client, stream, start, ReaderConfig::default()).await
+    }
+
+    /// [`Self::open`] with explicit pacing.
+    pub async fn open_with(
+        client: aws_sdk_kinesis::Client,
+        stream: &str,
+        start: StartPosition,
+        config: ReaderConfig,
+    ) -> Result<Self> {
+        let mut reader = Self {
+            client,
+            stream: stream.to_owned(),
+            config,
+            shards: BTreeMap::new(),
+            start,
+            next_list: Instant::now(),
+            new_shards: Vec::new(),
+        };
+        reader.list_shards().await?;
+        Ok(reader)
+    }
+
+    /// The stream name.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Every shard known, with whether it is finished.
+    pub fn shards(&self) -> impl Iterator<Item = (&ShardInfo, bool)> {
+        self.shards.values().map(|s| (&s.info, s.finished))
+    }
+
+    /// Shards listed since the last call (first call: all of them), for registering them.
+    pub fn take_new_shards(&mut self) -> Vec<ShardInfo> {
+        std::mem::take(&mut self.new_shards)
+    }
+
+    /// Hands shards from [`Self::take_new_shards`] back (their registration failed).
+    pub fn requeue_new_shards(&mut self, mut shards: Vec<ShardInfo>) {
+        shards.append(&mut self.new_shards);
+        self.new_shards = shards;
+    }
+
+    /// The largest `MillisBehindLatest` of the last read of each unfinished shard.
+    pub fn millis_behind_latest(&self) -> i64 {
+        self.shards.values().filter(|s| !s.finished).filter_map(|s| s.millis_behind).max().unwrap_or(0)
+    }
+
+    /// Whether every shard is finished (a closed stream read to its end).
+    pub fn all_finished(&self) -> bool {
+        !self.shards.is_empty() && self.shards.values().all(|s| s.finished)
+    }
+
+    async fn list_shards(&mut self) -> Result<()> {
+        let mut listed = Vec::new();
         let mut next: Option<String> = None;
         loop {
             let req = match next.take() {
-                Some(token) => client.list_shards().next_token(token),
-                None => client.list_shards().stream_name(stream),
+                Some(token) => self.client.list_shards().next_token(token),
+                None => self.client.list_shards().stream_name(&self.stream),
             };
-            let out = req.send().await.map_err(|e| KinesisError::kinesis("ListShards", stream, &e))?;
-            shard_ids.extend(out.shards().iter().map(|s| s.shard_id().to_owned()));
+            let out = req.send().await.map_err(|e| KinesisError::kinesis("ListShards", &self.stream, &e))?;
+            for s in out.shards() {
+                listed.push(ShardInfo {
+                    shard_id: s.shard_id().to_owned(),
+                    parent: s.parent_shard_id().map(str::to_owned),
+                    adjacent_parent: s.adjacent_parent_shard_id().map(str::to_owned),
+                    closed: s.sequence_number_range().and_then(|r| r.ending_sequence_number()).is_some(),
+                });
+            }
             match out.next_token() {
                 Some(t) => next = Some(t.to_owned()),
                 None => break,
             }
         }
-        let mut reader =
-            Self { client, stream: stream.to_owned(), shards: Vec::new(), limit: 1000, millis_behind: HashMap::new() };
-        for shard_id in shard_ids {
-            let resume = match &start {
-                StartPosition::TrimHorizon => Resume::Start(ShardIteratorType::TrimHorizon),
-                StartPosition::Latest => Resume::Start(ShardIteratorType::Latest),
-                StartPosition::After(map) => match map.get(&shard_id) {
-                    Some(seq) => Resume::After(seq.clone()),
-                    None => Resume::Start(ShardIteratorType::TrimHorizon),
+        let now = Instant::now();
+        let first_listing = self.shards.is_empty();
+        for info in listed {
+            if let Some(known) = self.shards.get_mut(&info.shard_id) {
+                known.info.closed = info.closed;
+                continue;
+            }
+            let (committed, finished, start) = match &self.start {
+                StartPosition::Positions(map) => match map.get(&info.shard_id) {
+                    Some(ShardPosition::After(seq)) => (Some(seq.clone()), false, ShardIteratorType::TrimHorizon),
+                    Some(ShardPosition::Finished) => (None, true, ShardIteratorType::TrimHorizon),
+                    None => (None, false, ShardIteratorType::TrimHorizon),
                 },
+                // Only the shards open when the reader starts begin at the tip.
+                StartPosition::Latest if first_listing && !info.closed => (None, false, ShardIteratorType::Latest),
+                _ => (None, false, ShardIteratorType::TrimHorizon),
             };
-            let (kind, seq) = resume.parts();
-            let iterator = reader.iterator(&shard_id, kind, seq).await?;
-            reader.shards.push(ShardCursor { shard_id, iterator, resume });
+            self.new_shards.push(info.clone());
+            self.shards.insert(
+                info.shard_id.clone(),
+                Shard { info, committed, start, iterator: None, finished, due: now, failures: 0, millis_behind: None },
+            );
         }
-        Ok(reader)
+        self.next_list = now + self.config.relist_interval;
+        Ok(())
     }
 
-    /// Records per `GetRecords` call (1..=10,000; default 1,000).
-    pub fn with_limit(mut self, limit: i32) -> Self {
-        self.limit = limit.clamp(1, 10_000);
-        self
+    /// Whether a shard may be read: not finished, and every parent known to the reader finished
+    /// (a parent no longer listed has aged out of the stream's retention).
+    fn readable(&self, shard: &Shard) -> bool {
+        !shard.finished && shard.info.parents().all(|p| self.shards.get(p).is_none_or(|parent| parent.finished))
     }
 
-    /// The shard ids being read.
-    pub fn shard_ids(&self) -> impl Iterator<Item = &str> {
-        self.shards.iter().map(|s| s.shard_id.as_str())
-    }
-
-    /// The largest `MillisBehindLatest` reported by the last poll of each shard.
-    pub fn millis_behind_latest(&self) -> i64 {
-        self.millis_behind.values().copied().max().unwrap_or(0)
-    }
-
-    async fn iterator(&self, shard_id: &str, kind: ShardIteratorType, seq: Option<&str>) -> Result<Option<String>> {
+    async fn iterator(&self, shard: &Shard) -> Result<Option<String>> {
+        let (kind, seq) = match &shard.committed {
+            Some(seq) => (ShardIteratorType::AfterSequenceNumber, Some(seq.clone())),
+            None => (shard.start.clone(), None),
+        };
         let out = self
             .client
             .get_shard_iterator()
             .stream_name(&self.stream)
-            .shard_id(shard_id)
+            .shard_id(&shard.info.shard_id)
             .shard_iterator_type(kind)
-            .set_starting_sequence_number(seq.map(str::to_owned))
+            .set_starting_sequence_number(seq)
             .send()
             .await
             .map_err(|e| KinesisError::kinesis("GetShardIterator", &self.stream, &e))?;
         Ok(out.shard_iterator().map(str::to_owned))
     }
 
-    /// One `GetRecords` per open shard; returns the records in shard order, each shard's in
-    /// sequence order. An expired iterator is renewed after the last record read.
-    pub async fn poll(&mut self) -> Result<Vec<SourceRecord>> {
-        let mut records = Vec::new();
-        for i in 0..self.shards.len() {
-            let Some(iterator) = self.shards[i].iterator.clone() else { continue };
-            let out = match self.client.get_records().shard_iterator(iterator).limit(self.limit).send().await {
-                Ok(out) => out,
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_expired_iterator_exception()) => {
-                    let (shard_id, resume) = (self.shards[i].shard_id.clone(), self.shards[i].resume.clone());
-                    let (kind, seq) = resume.parts();
-                    self.shards[i].iterator = self.iterator(&shard_id, kind, seq).await?;
-                    continue;
+    /// Waits until at least one shard is due, then reads one page from every due shard. Never
+    /// fails as a whole: failed calls are in [`Batch::errors`] and their shards did not move.
+    pub async fn poll(&mut self) -> Batch {
+        let mut batch = Batch::default();
+        if Instant::now() >= self.next_list {
+            if let Err(e) = self.list_shards().await {
+                self.next_list = Instant::now() + self.config.base_backoff;
+                batch.errors.push((String::new(), e));
+            }
+        }
+        let readable: Vec<String> =
+            self.shards.values().filter(|s| self.readable(s)).map(|s| s.info.shard_id.clone()).collect();
+        let Some(earliest) = readable.iter().map(|id| self.shards[id].due).min() else {
+            // Nothing to read now (all finished, or waiting on parents): list again soon.
+            tokio::time::sleep(self.config.idle_interval).await;
+            self.next_list = self.next_list.min(Instant::now());
+            return batch;
+        };
+        tokio::time::sleep_until(earliest.into()).await;
+        let now = Instant::now();
+        for id in readable {
+            if self.shards[&id].due > now {
+                continue;
+            }
+            if let Err(e) = self.read_shard(&id, &mut batch).await {
+                let Some(shard) = self.shards.get_mut(&id) else { continue };
+                if matches!(&e, KinesisError::Kinesis { code, .. } if code == "ExpiredIteratorException") {
+                    shard.iterator = None;
                 }
-                Err(e) => return Err(KinesisError::kinesis("GetRecords", &self.stream, &e)),
-            };
-            let shard = &mut self.shards[i];
-            if let Some(ms) = out.millis_behind_latest() {
-                self.millis_behind.insert(shard.shard_id.clone(), ms);
+                let wait = backoff(self.config.base_backoff, self.config.max_backoff, shard.failures);
+                shard.failures = shard.failures.saturating_add(1);
+                shard.due = Instant::now() + wait.max(self.config.min_interval);
+                tracing::debug!(shard = %id, error = %e, "read failed; the shard stays at its committed position");
+                batch.errors.push((id, e));
             }
-            for r in out.records() {
-                shard.resume = Resume::After(r.sequence_number().to_owned());
-                records.push(SourceRecord {
-                    shard_id: shard.shard_id.clone(),
-                    sequence_number: r.sequence_number().to_owned(),
-                    partition_key: r.partition_key().unwrap_or_default().to_owned(),
-                    data: bytes::Bytes::copy_from_slice(r.data().as_ref()),
-                    arrival: r.approximate_arrival_timestamp().and_then(|t| std::time::SystemTime::try_from(*t).ok()),
-                });
-            }
-            shard.iterator = out.next_shard_iterator().map(str::to_owned);
         }
-        Ok(records)
+        batch
     }
 
-    /// Rewinds every shard named in `positions` to the first sequence number listed for it (the
-    /// positions of one shard come in order, so that is the earliest).
-    pub async fn rewind_to_first(&mut self, positions: &[(&str, &str)]) -> Result<()> {
-        let mut rewound: Vec<&str> = Vec::new();
-        for &(shard_id, sequence_number) in positions {
-            if !rewound.contains(&shard_id) {
-                self.rewind(shard_id, sequence_number).await?;
-                rewound.push(shard_id);
-            }
+    async fn read_shard(&mut self, id: &str, batch: &mut Batch) -> Result<()> {
+        let Some(shard) = self.shards.get(id) else { return Ok(()) };
+        let iterator = match &shard.iterator {
+            Some(it) => it.clone(),
+            None => match self.iterator(shard).await? {
+                Some(it) => it,
+                // No iterator: a closed shard whose end is behind the position.
+                None => {
+                    batch.reads.push(ShardRead {
+                        shard_id: id.to_owned(),
+                        from: shard.committed.clone(),
+                        last_sequence_number: None,
+                        next_iterator: None,
+                    });
+                    return Ok(());
+                }
+            },
+        };
+        let out = self
+            .client
+            .get_records()
+            .shard_iterator(&iterator)
+            .limit(self.config.limit)
+            .send()
+            .await
+            .map_err(|e| KinesisError::kinesis("GetRecords", &self.stream, &e))?;
+        let Some(shard) = self.shards.get_mut(id) else { return Ok(()) };
+        shard.iterator = Some(iterator);
+        shard.failures = 0;
+        shard.millis_behind = out.millis_behind_latest();
+        let records = out.records();
+        let caught_up = records.is_empty() && out.millis_behind_latest().unwrap_or(0) == 0;
+        shard.due = Instant::now() + if caught_up { self.config.idle_interval } else { self.config.min_interval };
+        let next_iterator = out.next_shard_iterator().map(str::to_owned);
+        if records.is_empty() && next_iterator.is_some() {
+            // Nothing new: the next iterator is at the same position (it need not be committed).
+            shard.iterator = next_iterator;
+            return Ok(());
         }
+        for r in records {
+            batch.records.push(SourceRecord {
+                shard_id: id.to_owned(),
+                sequence_number: r.sequence_number().to_owned(),
+                partition_key: r.partition_key().unwrap_or_default().to_owned(),
+                data: bytes::Bytes::copy_from_slice(r.data().as_ref()),
+                arrival: r.approximate_arrival_timestamp().and_then(|t| SystemTime::try_from(*t).ok()),
+            });
+        }
+        batch.reads.push(ShardRead {
+            shard_id: id.to_owned(),
+            from: shard.committed.clone(),
+            last_sequence_number: records.last().map(|r| r.sequence_number().to_owned()),
+            next_iterator,
+        });
         Ok(())
     }
 
-    /// Re-reads `shard_id` from `sequence_number` (inclusive), e.g. after a partial failure.
-    pub async fn rewind(&mut self, shard_id: &str, sequence_number: &str) -> Result<()> {
-        let iterator = self.iterator(shard_id, ShardIteratorType::AtSequenceNumber, Some(sequence_number)).await?;
-        let shard = self
-            .shards
-            .iter_mut()
-            .find(|s| s.shard_id == shard_id)
-            .ok_or_else(|| KinesisError::InvalidConfig(format!("shard {shard_id} is not read by this reader")))?;
-        shard.iterator = iterator;
-        shard.resume = Resume::At(sequence_number.to_owned());
-        Ok(())
+    /// Moves each shard read in `batch` as `advance(shard id)` says. A shard whose position
+    /// changed since the batch was read (another commit) is left alone.
+    pub fn commit(&mut self, batch: &Batch, advance: impl Fn(&str) -> Advance) {
+        let mut ended = false;
+        for read in &batch.reads {
+            let Some(shard) = self.shards.get_mut(&read.shard_id) else { continue };
+            if shard.committed != read.from {
+                continue;
+            }
+            match advance(&read.shard_id) {
+                Advance::Nothing => {}
+                Advance::UpTo(seq) if Some(&seq) != read.last_sequence_number.as_ref() => {
+                    shard.committed = Some(seq);
+                    shard.iterator = None;
+                }
+                Advance::All | Advance::UpTo(_) => {
+                    if read.last_sequence_number.is_some() {
+                        shard.committed = read.last_sequence_number.clone();
+                    }
+                    shard.iterator = read.next_iterator.clone();
+                    if read.next_iterator.is_none() {
+                        shard.finished = true;
+                        ended = true;
+                    }
+                }
+            }
+        }
+        if ended {
+            // A finished shard may unblock children, and new ones may exist: list at once.
+            self.next_list = Instant::now();
+        }
+    }
+
+    /// The committed position of every shard (for checkpointing by callers that keep their own).
+    pub fn positions(&self) -> HashMap<String, ShardPosition> {
+        self.shards
+            .values()
+            .filter_map(|s| {
+                if s.finished {
+                    Some((s.info.shard_id.clone(), ShardPosition::Finished))
+                } else {
+                    s.committed.clone().map(|seq| (s.info.shard_id.clone(), ShardPosition::After(seq)))
+                }
+            })
+            .collect()
     }
 }

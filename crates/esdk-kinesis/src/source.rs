@@ -18,6 +18,25 @@ pub struct SourceRecord {
     pub arrival: Option<SystemTime>,
 }
 
+impl SourceRecord {
+    /// A record read by other means (e.g. a Lambda event).
+    pub fn new(
+        shard_id: &str,
+        sequence_number: &str,
+        partition_key: &str,
+        data: bytes::Bytes,
+        arrival: Option<SystemTime>,
+    ) -> Self {
+        Self {
+            shard_id: shard_id.to_owned(),
+            sequence_number: sequence_number.to_owned(),
+            partition_key: partition_key.to_owned(),
+            data,
+            arrival,
+        }
+    }
+}
+
 /// Compares two Kinesis sequence numbers (decimal strings of up to 128 digits) numerically.
 pub(crate) fn seq_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));

@@ -5,7 +5,6 @@
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use esdk_kinesis::{ControlTable, Replicator};
@@ -51,9 +50,6 @@ struct RunArgs {
     /// (multi-Region replicas match each other). Repeatable.
     #[arg(long = "allowed-key", value_name = "ARN")]
     allowed_keys: Vec<String>,
-    /// Wait this long after a poll that found nothing new.
-    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
-    idle_wait: Duration,
 }
 
 fn main() -> ExitCode {
@@ -85,16 +81,13 @@ async fn sdk_config(region: &str) -> aws_config::SdkConfig {
 
 async fn run(args: RunArgs) -> Result<(), String> {
     let (src, dst) = (sdk_config(&args.from).await, sdk_config(&args.to).await);
-    let mut replicator = Replicator::new(
-        &args.from,
-        &args.stream,
-        aws_sdk_kinesis::Client::new(&dst),
-        ControlTable::new(aws_sdk_dynamodb::Client::new(&src), &args.control_table),
-        ControlTable::new(aws_sdk_dynamodb::Client::new(&dst), &args.control_table),
-    );
+    let mut builder = Replicator::builder(&args.from, &args.stream)
+        .destination(aws_sdk_kinesis::Client::new(&dst), None)
+        .checkpoint_table(ControlTable::new(aws_sdk_dynamodb::Client::new(&dst), &args.control_table));
     if !args.allowed_keys.is_empty() {
-        replicator = replicator.with_allowed_keys(&args.allowed_keys).map_err(|e| format!("--allowed-key: {e}"))?;
+        builder = builder.allowed_keys(&args.allowed_keys).map_err(|e| format!("--allowed-key: {e}"))?;
     }
+    let replicator = builder.build().map_err(|e| e.to_string())?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let flag = shutdown.clone();
     tokio::spawn(async move {
@@ -105,7 +98,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     });
     tracing::info!(stream = %args.stream, from = %args.from, to = %args.to, "replicating");
     replicator
-        .run(aws_sdk_kinesis::Client::new(&src), &shutdown, args.idle_wait, |o| {
+        .run(aws_sdk_kinesis::Client::new(&src), &shutdown, |o| {
             tracing::info!(replicated = o.replicated, refused = o.refused.len(), "batch");
         })
         .await

@@ -175,6 +175,69 @@ impl Endpoint {
         self.http("POST", "/_fault", &body).await;
     }
 
+    /// Makes each request for `target` (`*` for any) in `region` fail with chance `probability`
+    /// (seeded), with HTTP `status` and `code`, until `count` have failed.
+    pub async fn inject_probability(
+        &self,
+        target: &str,
+        region: &str,
+        probability: f64,
+        seed: u64,
+        status: u16,
+        code: &str,
+    ) {
+        let body = format!(
+            r#"{{"target": "{target}", "region": "{region}", "count": 1000000000, "status": {status}, "code": "{code}", "probability": {probability}, "seed": {seed}}}"#
+        );
+        self.http("POST", "/_fault", &body).await;
+    }
+
+    /// Makes single `PutRecords` entries in `region` fail with chance `probability` (the rest of
+    /// each request is stored), as Kinesis does under load.
+    pub async fn inject_entry_faults(&self, region: &str, probability: f64, seed: u64) {
+        let body = format!(
+            r#"{{"target": "PutRecords", "region": "{region}", "count": 1000000000, "entry_probability": {probability}, "seed": {seed}}}"#
+        );
+        self.http("POST", "/_fault", &body).await;
+    }
+
+    /// Probabilistic faults on every API of the pipeline in `region` (the emulator's
+    /// `/_chaos`): Kinesis, DynamoDB, KMS and SQS calls fail with chance `probability`
+    /// (throttling and 5xx), and single `PutRecords` entries too.
+    pub async fn inject_chaos(&self, region: &str, probability: f64, seed: u64) {
+        let body = format!(r#"{{"region": "{region}", "probability": {probability}, "seed": {seed}}}"#);
+        self.http("POST", "/_chaos", &body).await;
+    }
+
+    /// SQS client for `region`.
+    pub fn sqs(&self, region: &str) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk_config(region))
+    }
+
+    /// Creates a queue; returns its URL.
+    pub async fn create_queue(&self, region: &str, name: &str) -> String {
+        let out = self.sqs(region).create_queue().queue_name(name).send().await.expect("CreateQueue");
+        out.queue_url().expect("queue URL").to_owned()
+    }
+
+    /// Receives (and deletes) every message of a queue, as JSON.
+    pub async fn drain_queue(&self, region: &str, url: &str) -> Vec<serde_json::Value> {
+        let sqs = self.sqs(region);
+        let mut all = Vec::new();
+        loop {
+            let out = sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.expect("Receive");
+            if out.messages().is_empty() {
+                return all;
+            }
+            for m in out.messages() {
+                all.push(serde_json::from_str(m.body().unwrap_or("null")).expect("JSON message"));
+                if let Some(h) = m.receipt_handle() {
+                    sqs.delete_message().queue_url(url).receipt_handle(h).send().await.expect("Delete");
+                }
+            }
+        }
+    }
+
     /// Removes the pending faults of one Region only (tests in other Regions keep theirs).
     pub async fn clear_faults_in(&self, region: &str) {
         self.http("DELETE", &format!("/_fault?region={region}"), "").await;
