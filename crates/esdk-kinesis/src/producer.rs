@@ -141,19 +141,22 @@ impl Producer {
     }
 
     /// Encrypts `records` (partition key, payload, commit time) and puts them. Records that fail
-    /// to encrypt (e.g. too large after encryption) are reported and never sent.
-    pub async fn put<'a, I>(&self, records: I) -> PutReport
+    /// to encrypt (e.g. too large after encryption) are reported and never sent. The records
+    /// are collected first, so the returned future holds no iterator (it can be spawned).
+    pub fn put<'a, I>(&'a self, records: I) -> impl std::future::Future<Output = PutReport> + Send + 'a
     where
         I: IntoIterator<Item = (&'a str, &'a [u8], Option<SystemTime>)>,
     {
+        let records: Vec<(&'a str, &'a [u8], Option<SystemTime>)> = records.into_iter().collect();
+        self.put_collected(records)
+    }
+
+    async fn put_collected(&self, records: Vec<(&str, &[u8], Option<SystemTime>)>) -> PutReport {
         let mut report = PutReport::default();
         if let Err(refusal) = self.check_region().await {
             for (index, (key, _, _)) in records.into_iter().enumerate() {
-                report.failed.push(FailedRecord {
-                    index,
-                    partition_key: key.to_owned(),
-                    error: refusal.for_each_record(),
-                });
+                let error = refusal.for_each_record();
+                report.failed.push(FailedRecord { index, partition_key: key.to_owned(), error });
             }
             return report;
         }
@@ -164,22 +167,23 @@ impl Producer {
                 Err(e) => report.failed.push(FailedRecord { index, partition_key: key.to_owned(), error: e.into() }),
             }
         }
-        self.put_encrypted(encrypted, report).await
+        self.put_checked(encrypted, report).await
     }
 
     /// Puts records encrypted earlier (e.g. with [`RecordCodec::encrypt`] on other threads).
     pub async fn put_encrypted(&self, encrypted: Vec<(usize, EncryptedRecord)>, mut report: PutReport) -> PutReport {
         if let Err(refusal) = self.check_region().await {
             for (index, record) in encrypted {
-                report.failed.push(FailedRecord {
-                    index,
-                    partition_key: record.partition_key,
-                    error: refusal.for_each_record(),
-                });
+                let error = refusal.for_each_record();
+                report.failed.push(FailedRecord { index, partition_key: record.partition_key, error });
             }
             report.failed.sort_by_key(|f| f.index);
             return report;
         }
+        self.put_checked(encrypted, report).await
+    }
+
+    async fn put_checked(&self, encrypted: Vec<(usize, EncryptedRecord)>, mut report: PutReport) -> PutReport {
         let entries: Vec<(&str, &bytes::Bytes)> =
             encrypted.iter().map(|(_, r)| (r.partition_key.as_str(), &r.data)).collect();
         let (outcomes, stats) = put_ordered(&self.client, &self.stream, &entries, &self.put).await;

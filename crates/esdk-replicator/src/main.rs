@@ -5,9 +5,10 @@
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use esdk_kinesis::{ControlTable, Replicator};
+use esdk_kinesis::{ControlTable, DeadLetterQueue, ReaderConfig, Replicator};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +51,17 @@ struct RunArgs {
     /// (multi-Region replicas match each other). Repeatable.
     #[arg(long = "allowed-key", value_name = "ARN")]
     allowed_keys: Vec<String>,
+    /// SQS queue for records that must not be forwarded (without one, a refused record stops
+    /// its shard until it is allowed or a queue is configured).
+    #[arg(long = "dead-letter-queue-url", value_name = "URL")]
+    dead_letter_queue_url: Option<String>,
+    /// Least time between two reads of one shard (Kinesis allows 5 per second per shard, shared
+    /// by every consumer of the stream).
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    poll_interval: Duration,
+    /// Wait after a read that found nothing new.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    idle_interval: Duration,
 }
 
 fn main() -> ExitCode {
@@ -83,7 +95,11 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let (src, dst) = (sdk_config(&args.from).await, sdk_config(&args.to).await);
     let mut builder = Replicator::builder(&args.from, &args.stream)
         .destination(aws_sdk_kinesis::Client::new(&dst), None)
-        .checkpoint_table(ControlTable::new(aws_sdk_dynamodb::Client::new(&dst), &args.control_table));
+        .checkpoint_table(ControlTable::new(aws_sdk_dynamodb::Client::new(&dst), &args.control_table))
+        .reader_config(ReaderConfig::default().intervals(args.poll_interval, args.idle_interval));
+    if let Some(url) = &args.dead_letter_queue_url {
+        builder = builder.dead_letter_queue(DeadLetterQueue::new(aws_sdk_sqs::Client::new(&dst), url));
+    }
     if !args.allowed_keys.is_empty() {
         builder = builder.allowed_keys(&args.allowed_keys).map_err(|e| format!("--allowed-key: {e}"))?;
     }
@@ -91,10 +107,19 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let shutdown = Arc::new(AtomicBool::new(false));
     let flag = shutdown.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::info!("interrupted: finishing the batch in flight");
-            flag.store(true, Ordering::Relaxed);
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
         }
+        tracing::info!("stopping: finishing the batch in flight and its checkpoints");
+        flag.store(true, Ordering::Relaxed);
     });
     tracing::info!(stream = %args.stream, from = %args.from, to = %args.to, "replicating");
     replicator
