@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example throughput -- --op encrypt|decrypt|floor-encrypt|floor-decrypt|aes-gcm \
 //!     --suite 0x0478|0x0578 --size BYTES --seconds S [--threads T] [--cache] [--repeats R]
-//!     [--workers W] [--frame-length F]
+//!     [--workers W] [--frame-length F] [--aggregate N]
 //! ```
 //! Encrypts with `Client::encrypt_into` and decrypts with `Client::decrypt_into`, each into one
 //! reused buffer. Uses a raw AES-256 keyring (behind a caching materials manager with `--cache`). `--threads T`
@@ -15,6 +15,11 @@
 //! and prints, as its last line,
 //! `op=… suite=… size=… threads=… workers=… frame_length=… cache=… ns_per_msg=… mb_per_s=…`
 //! (medians over the repeats).
+//!
+//! `--aggregate N`: each message is a KPL aggregate of N user records of `--size` bytes (as the
+//! Kinesis layer's aggregating producer writes them): `encrypt` builds the aggregate and
+//! encrypts it, `decrypt` decrypts and splits it, `aes-gcm` seals the same aggregate bytes; the
+//! last line adds `records_per_s=…`.
 
 #[path = "../benches/floor.rs"]
 #[allow(dead_code)]
@@ -38,6 +43,7 @@ struct Opts {
     linger_us: Option<u64>,
     cache: bool,
     repeats: usize,
+    aggregate: Option<usize>,
 }
 
 fn parse() -> Result<Opts, String> {
@@ -52,6 +58,7 @@ fn parse() -> Result<Opts, String> {
         linger_us: None,
         cache: false,
         repeats: 5,
+        aggregate: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -71,6 +78,7 @@ fn parse() -> Result<Opts, String> {
             "--frame-length" => o.frame_length = Some(val()?.parse().map_err(|e| format!("--frame-length: {e}"))?),
             "--repeats" => o.repeats = val()?.parse().map_err(|e| format!("--repeats: {e}"))?,
             "--cache" => o.cache = true,
+            "--aggregate" => o.aggregate = Some(val()?.parse().map_err(|e| format!("--aggregate: {e}"))?),
             _ => return Err(format!("unknown argument {a}")),
         }
     }
@@ -106,8 +114,9 @@ fn main() {
     } else {
         raw
     };
+    let message_size = o.aggregate.map_or(o.size, |n| esdk_kinesis::aggregate::FIXED_OVERHEAD + n * (o.size + 16));
     let frame_length =
-        o.frame_length.unwrap_or(if o.threads == 1 { o.size.clamp(1, 1 << 20) as u32 } else { 64 << 10 });
+        o.frame_length.unwrap_or(if o.threads == 1 { message_size.clamp(1, 1 << 20) as u32 } else { 64 << 10 });
     let client = Arc::new({
         let b = Client::builder().suite(o.suite).frame_length(frame_length).frame_threads(o.threads);
         let b = match o.linger_us {
@@ -117,19 +126,24 @@ fn main() {
         b.build().expect("client")
     });
     let ec: EncryptionContext = [("stream", "orders")].into_iter().collect();
-    let plaintext = Arc::new(vec![0x42u8; o.size]);
+    let records = Arc::new(user_records(o.aggregate.unwrap_or(0), o.size));
+    let plaintext = Arc::new(match o.aggregate {
+        Some(_) => aggregate(&records).to_vec(),
+        None => vec![0x42u8; o.size],
+    });
     let message = Arc::new(client.encrypt_blocking(&*cmm, &plaintext, &ec).expect("encrypt"));
-    let floor = Arc::new(floor::Floor::new(o.size));
+    let floor = Arc::new(floor::Floor::new(plaintext.len()));
     let signed = o.suite.is_signed();
 
     let per_repeat = Duration::from_secs_f64(o.seconds / o.repeats as f64);
     let mut ns_per_msg = Vec::new();
     let mut mb_per_s = Vec::new();
+    let mut records_per_s = Vec::new();
     for _ in 0..o.repeats {
         let start = Instant::now();
         let handles: Vec<_> = (0..o.workers)
             .map(|_| {
-                let (client, cmm, ec, plaintext, message, floor, op) = (
+                let (client, cmm, ec, plaintext, message, floor, op, records) = (
                     client.clone(),
                     cmm.clone(),
                     ec.clone(),
@@ -137,7 +151,9 @@ fn main() {
                     message.clone(),
                     floor.clone(),
                     o.op.clone(),
+                    records.clone(),
                 );
+                let aggregated = o.aggregate.is_some();
                 std::thread::spawn(move || {
                     let mut n = 0u64;
                     let mut buf = vec![0u8; plaintext.len()];
@@ -148,14 +164,26 @@ fn main() {
                     while start.elapsed() < per_repeat {
                         for _ in 0..8 {
                             match op.as_str() {
+                                "encrypt" if aggregated => client
+                                    .encrypt_into_blocking(&*cmm, &aggregate(&records), &ec, &mut message_buf)
+                                    .expect("encrypt"),
                                 "encrypt" => client
                                     .encrypt_into_blocking(&*cmm, &plaintext, &ec, &mut message_buf)
                                     .expect("encrypt"),
-                                "decrypt" => drop(
+                                "decrypt" => {
                                     client
                                         .decrypt_into_blocking(&*cmm, &message, None, &mut plain_buf)
-                                        .expect("decrypt"),
-                                ),
+                                        .expect("decrypt");
+                                    if aggregated {
+                                        // As the consumer does: the plaintext becomes the owner
+                                        // of the user records' views, zeroized when they drop.
+                                        let owned = bytes::Bytes::from_owner(zeroize::Zeroizing::new(std::mem::take(
+                                            &mut plain_buf,
+                                        )));
+                                        let users = esdk_kinesis::aggregate::deaggregate(&owned).expect("aggregate");
+                                        assert_eq!(users.len(), records.len());
+                                    }
+                                }
                                 "floor-encrypt" => floor.encrypt(&mut buf, signed),
                                 "aes-gcm" => floor::Floor::gcm_only(&gcm, &mut buf),
                                 _ => floor.decrypt(&mut out, signed),
@@ -170,14 +198,15 @@ fn main() {
         let total: u64 = handles.into_iter().map(|h| h.join().expect("worker")).sum();
         let elapsed = start.elapsed().as_secs_f64();
         ns_per_msg.push(elapsed * 1e9 / total as f64);
-        mb_per_s.push(total as f64 * o.size as f64 / elapsed / 1e6);
+        mb_per_s.push(total as f64 * plaintext.len() as f64 / elapsed / 1e6);
+        records_per_s.push(total as f64 * o.aggregate.unwrap_or(1) as f64 / elapsed);
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     println!(
-        "op={} suite=0x{:04x} size={} threads={} workers={} frame_length={} cache={} ns_per_msg={:.0} mb_per_s={:.1}",
+        "op={} suite=0x{:04x} size={} threads={} workers={} frame_length={} cache={} aggregate={} ns_per_msg={:.0} mb_per_s={:.1} records_per_s={:.0}",
         o.op,
         o.suite.id(),
         o.size,
@@ -185,7 +214,23 @@ fn main() {
         o.workers,
         frame_length,
         o.cache,
+        o.aggregate.unwrap_or(0),
         median(&mut ns_per_msg),
-        median(&mut mb_per_s)
+        median(&mut mb_per_s),
+        median(&mut records_per_s)
     );
+}
+
+/// `n` CDC-like user records of `size` bytes with their partition keys.
+fn user_records(n: usize, size: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n).map(|i| (format!("{}", 12_340_000 + i), vec![b'a' + (i % 26) as u8; size])).collect()
+}
+
+/// The KPL aggregate of `records`, as the aggregating producer builds it.
+fn aggregate(records: &[(String, Vec<u8>)]) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut b = esdk_kinesis::aggregate::AggregateBuilder::new();
+    for (k, d) in records {
+        b.push(k, d);
+    }
+    b.finish()
 }

@@ -5,6 +5,12 @@
   esdk_python.py encrypt DIR                 write raw-key messages + an awses-decrypt manifest into DIR
   esdk_python.py encrypt-kms DIR ARN DEC_ARN encrypt under KMS key ARN; the manifest decrypts with DEC_ARN
                                              (MRK-aware, e.g. the replica in another Region)
+  esdk_python.py kinesis-deaggregate FILE ARN REGION
+                                             decrypt each Kinesis record of FILE (JSON lines:
+                                             partitionKey, sequenceNumber, data as base64) with
+                                             only the MRK-aware key ARN (in REGION), split the
+                                             plaintext with the KPL deaggregator (aws-kinesis-agg)
+                                             and print one JSON line per user record
 
 KMS keys go through the standard boto3 environment (AWS_ENDPOINT_URL, AWS_REGION, credentials).
 
@@ -211,8 +217,33 @@ def encrypt_kms(base, arn, decrypt_arn):
     return 0
 
 
+def kinesis_deaggregate(path, arn, region):
+    from aws_kinesis_agg.deaggregator import iter_deaggregate_records
+
+    os.environ["AWS_REGION"] = region
+    os.environ["AWS_DEFAULT_REGION"] = region
+    client = aws_encryption_sdk.EncryptionSDKClient(commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT)
+    keys = MRKAwareStrictAwsKmsMasterKeyProvider(key_ids=[arn])
+    with open(path) as f:
+        for line in f:
+            rec = json.loads(line)
+            plaintext, _ = client.decrypt(source=base64.b64decode(rec["data"]), key_provider=keys)
+            # A Lambda event record, as the deaggregator expects it.
+            event = {"eventSource": "aws:kinesis", "eventID": "shardId-0:" + rec["sequenceNumber"],
+                     "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": rec["partitionKey"],
+                                 "sequenceNumber": rec["sequenceNumber"], "approximateArrivalTimestamp": 0,
+                                 "data": base64.b64encode(plaintext).decode()}}
+            for user in iter_deaggregate_records([event]):
+                data = user["kinesis"]["data"]
+                data = data.decode() if isinstance(data, bytes) else data
+                print(json.dumps({"partitionKey": user["kinesis"]["partitionKey"], "data": data,
+                                  "subSequenceNumber": user["kinesis"].get("subSequenceNumber")}))
+    return 0
+
+
 if __name__ == "__main__":
-    verbs = {"decrypt": (decrypt, 3), "encrypt": (encrypt, 3), "encrypt-kms": (encrypt_kms, 5)}
+    verbs = {"decrypt": (decrypt, 3), "encrypt": (encrypt, 3), "encrypt-kms": (encrypt_kms, 5),
+             "kinesis-deaggregate": (kinesis_deaggregate, 5)}
     if len(sys.argv) < 2 or sys.argv[1] not in verbs or len(sys.argv) != verbs[sys.argv[1]][1]:
         sys.exit(__doc__)
     sys.exit(verbs[sys.argv[1]][0](*sys.argv[2:]))

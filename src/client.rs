@@ -369,6 +369,23 @@ impl Client {
         off_executor(plaintext.len(), || enc.seal_all(plaintext, &mut out[header_len..], workers))
     }
 
+    /// The header a message of at most `max_plaintext_len` bytes (if known) would have under
+    /// `encryption_context`, without encrypting anything: gets materials (a caching materials
+    /// manager counts this as a use) and serializes the header. With [`Self::ciphertext_len`]
+    /// and [`Self::max_plaintext_len`] it sizes messages before they are written, e.g. how much
+    /// fits in a Kinesis record.
+    pub async fn encryption_header(
+        &self,
+        cmm: &dyn MaterialsManager,
+        encryption_context: &EncryptionContext,
+        max_plaintext_len: Option<u64>,
+    ) -> Result<MessageHeader> {
+        let materials = self.encryption_materials(cmm, encryption_context, max_plaintext_len).await?;
+        let mut header_bytes = Vec::new();
+        let (_, header) = self.start_encryptor(materials, &mut header_bytes)?;
+        Ok(header)
+    }
+
     /// Validates the caller's context and suite, and gets encryption materials
     /// (`client-apis/encrypt.md`, "Get the encryption materials"). Shared by every encrypt path.
     pub(crate) async fn encryption_materials(

@@ -7,23 +7,35 @@
 //! moves the group's checkpoint (DynamoDB, per shard) and the reader. If the application fails,
 //! it does not commit and the next poll delivers the same records again.
 //!
+//! **Aggregates.** A record whose context marks it as a KPL aggregate
+//! ([`EC_AGGREGATE`](crate::record::EC_AGGREGATE)) is split after it authenticated (MD5 trailer
+//! and every index checked; a malformed aggregate is poison, never passed through) and its user
+//! records are delivered with their own partition keys and `(sequence number, sub-sequence
+//! number)`. A batch delivers at most [`Consumer::with_max_batch_records`] user records, so it
+//! may stop inside an aggregate: the group's checkpoint then holds the sub-sequence number, and
+//! the next batch (or a restarted consumer) resumes at the next user record, as the KCL does.
+//! Streams that mix aggregated and single records decrypt alike.
+//!
 //! **Identity.** A record is recognised as delivered by its CDC identity, not its message id:
-//! by default a digest of the partition key, the commit time in its encryption context and the
-//! plaintext (a replay by a producer after a failover re-encrypts the same change under a new
-//! message id, with the same key, commit time and payload); [`Consumer::with_identity`] takes the
-//! caller's own (e.g. a log sequence number inside the payload). The identities of the last
-//! records delivered from each shard are stored with the group's checkpoint, so a restarted or
+//! by default a digest of its partition key and its payload (a replay by a producer after a
+//! failover re-encrypts the same change under a new message id, possibly in another aggregate,
+//! with the same key and payload; two changes of a key with byte-identical payloads count as
+//! one, which CDC payloads carrying their commit time or log position never are);
+//! [`Consumer::with_identity`] takes the caller's own. The identities of the last user records
+//! delivered from each shard are stored with the group's checkpoint, so a restarted or
 //! failed-over consumer still recognises replays.
 //!
 //! **Per-key order.** Records are delivered in stream order. A record that fails transiently
-//! (KMS throttling) holds back the later records of its partition key in the batch, and the
-//! shard's checkpoint stops before it, so the key's records come again, in order, next time.
+//! (KMS throttling) holds back the later records of its partition key in the batch (for an
+//! aggregate: of its outer key, which every user key of it shares), and the shard's checkpoint
+//! stops before it, so they come again, in order, next time.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use esdk::client::Client;
 use esdk::cmm::MaterialsManager;
 use esdk::context::EncryptionContext;
@@ -31,32 +43,39 @@ use esdk::error::Error;
 use esdk::Backend;
 use zeroize::Zeroizing;
 
+use crate::aggregate::deaggregate;
 use crate::control::{ConsumerPosition, ControlTable};
 use crate::reader::{Advance, Batch, ReaderConfig, ShardPosition, StartPosition, StreamReader};
-use crate::record::{parse_commit_time, EC_COMMIT_TIME};
-use crate::{Result, SourceRecord};
+use crate::record::{parse_commit_time, AGGREGATE_FORMAT, EC_AGGREGATE, EC_COMMIT_TIME};
+use crate::{KinesisError, Result, SourceRecord};
 
 /// Identities remembered in memory by default (about 5 MB).
 pub const DEFAULT_DEDUP_WINDOW: usize = 100_000;
 /// Identities stored with each shard's checkpoint by default (16 bytes each).
 pub const DEFAULT_STORED_IDENTITIES: usize = 10_000;
+/// User records delivered per batch at most, by default.
+pub const DEFAULT_MAX_BATCH_RECORDS: usize = 10_000;
 
-/// A decrypted record.
+/// A decrypted record (a user record of an aggregate, or a whole record).
 #[non_exhaustive]
 pub struct DeliveredRecord {
     /// Source shard.
     pub shard_id: String,
-    /// Sequence number.
+    /// Sequence number of the Kinesis record.
     pub sequence_number: String,
-    /// Partition key.
+    /// Position in its aggregate (`None`: not aggregated).
+    pub sub_sequence: Option<u64>,
+    /// Partition key (the user record's own, for aggregates).
     pub partition_key: String,
     /// ESDK message id.
     pub message_id: Vec<u8>,
-    /// The payload (zeroized on drop).
-    pub plaintext: Zeroizing<Vec<u8>>,
+    /// The payload: zeroized when the last clone of it is dropped (for an aggregate, when its
+    /// last user record's is).
+    pub plaintext: Bytes,
     /// The authenticated encryption context.
-    pub encryption_context: EncryptionContext,
-    /// The commit time in the encryption context (possibly rounded down to a window).
+    pub encryption_context: Arc<EncryptionContext>,
+    /// The commit time in the encryption context (rounded down to a window; for an aggregate a
+    /// lower bound of its records').
     pub commit_time: Option<SystemTime>,
     /// The record's CDC identity digest.
     pub identity: [u8; 16],
@@ -67,6 +86,7 @@ impl fmt::Debug for DeliveredRecord {
         f.debug_struct("DeliveredRecord")
             .field("shard_id", &self.shard_id)
             .field("sequence_number", &self.sequence_number)
+            .field("sub_sequence", &self.sub_sequence)
             .field("partition_key", &self.partition_key)
             .field("plaintext_len", &self.plaintext.len())
             .field("encryption_context", &self.encryption_context)
@@ -82,23 +102,25 @@ pub struct RecordFailure {
     pub shard_id: String,
     /// Sequence number.
     pub sequence_number: String,
-    /// Partition key.
+    /// Partition key (the Kinesis record's).
     pub partition_key: String,
-    /// Why.
-    pub error: Error,
+    /// Why: decryption, the expected context, or a malformed aggregate.
+    pub error: KinesisError,
 }
 
-/// What one batch produced. Every input record is in exactly one list.
+/// What one batch produced. Every input record is in exactly one list, or was not reached
+/// (the batch's user-record limit).
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct ConsumeOutcome {
     /// Decrypted records not delivered before, in stream order.
     pub delivered: Vec<DeliveredRecord>,
-    /// `(shard, sequence number)` of records whose identity was already delivered (replicator
-    /// retries, producer replays after a failover); dropped.
-    pub duplicates: Vec<(String, String)>,
-    /// Permanent failures (tampered, malformed, wrong key, not allow-listed, wrong context):
-    /// retrying cannot help; send them to a dead-letter destination. Checkpointed past.
+    /// `(shard, sequence number, sub-sequence number)` of records whose identity was already
+    /// delivered (replicator retries, producer replays after a failover); dropped.
+    pub duplicates: Vec<(String, String, Option<u64>)>,
+    /// Permanent failures (tampered, malformed, wrong key, not allow-listed, wrong context, a
+    /// malformed aggregate): retrying cannot help; send them to a dead-letter destination.
+    /// Checkpointed past.
     pub poison: Vec<RecordFailure>,
     /// Transient failures (KMS throttling, timeouts): the shard resumes at the first one.
     pub transient: Vec<RecordFailure>,
@@ -106,6 +128,9 @@ pub struct ConsumeOutcome {
     /// partition key failed transiently; they come again.
     pub held_back: Vec<(String, String)>,
     advance: HashMap<String, Advance>,
+    /// Per shard stopped inside an aggregate: its sequence number and the last sub-sequence
+    /// number delivered.
+    inside: HashMap<String, (String, u64)>,
 }
 
 impl ConsumeOutcome {
@@ -160,9 +185,19 @@ pub struct Consumer {
     seen: Mutex<Seen>,
     /// Per shard, the identities delivered last (stored with its checkpoint).
     recent: Mutex<HashMap<String, VecDeque<[u8; 16]>>>,
+    /// Per shard, an aggregate the group stopped inside: its sequence number and the last
+    /// sub-sequence number delivered.
+    inside: Mutex<HashMap<String, (String, u64)>>,
     stored_identities: usize,
+    max_batch_records: usize,
     group: Option<Group>,
     reader: ReaderConfig,
+}
+
+/// Decrypted, before de-duplication: a whole record or the user records of an aggregate.
+enum Opened {
+    Single(DeliveredRecord),
+    Aggregate(Vec<DeliveredRecord>),
 }
 
 impl Consumer {
@@ -176,7 +211,9 @@ impl Consumer {
             identity: None,
             seen: Mutex::new(Seen { set: HashSet::new(), order: VecDeque::new(), capacity: DEFAULT_DEDUP_WINDOW }),
             recent: Mutex::new(HashMap::new()),
+            inside: Mutex::new(HashMap::new()),
             stored_identities: DEFAULT_STORED_IDENTITIES,
+            max_batch_records: DEFAULT_MAX_BATCH_RECORDS,
             group: None,
             reader: ReaderConfig::default(),
         }
@@ -195,7 +232,7 @@ impl Consumer {
     }
 
     /// The CDC identity of a record, as bytes (digested): two records with the same identity are
-    /// one change. Default: partition key, commit time in the context, plaintext.
+    /// one change. Default: partition key and plaintext.
     pub fn with_identity(mut self, identity: impl Fn(&DeliveredRecord) -> Vec<u8> + Send + Sync + 'static) -> Self {
         self.identity = Some(Box::new(identity));
         self
@@ -214,6 +251,13 @@ impl Consumer {
         self
     }
 
+    /// User records delivered per batch at most (default 10,000): bounds the memory a batch of
+    /// large aggregates takes; a batch may stop inside an aggregate.
+    pub fn with_max_batch_records(mut self, n: usize) -> Self {
+        self.max_batch_records = n.max(1);
+        self
+    }
+
     /// Pacing of the reader [`Self::open`] opens.
     pub fn with_reader_config(mut self, reader: ReaderConfig) -> Self {
         self.reader = reader;
@@ -221,10 +265,10 @@ impl Consumer {
     }
 
     /// Opens a reader of the group's stream at the group's checkpoints (shards without one from
-    /// their start), and loads the identities delivered last. Without a group: from the start.
+    /// their start; inside an aggregate at its record), and loads the identities delivered last.
     pub async fn open(&self, kinesis: aws_sdk_kinesis::Client) -> Result<StreamReader> {
         let Some(group) = &self.group else {
-            return Err(crate::KinesisError::InvalidConfig(
+            return Err(KinesisError::InvalidConfig(
                 "Consumer::open needs a consumer group (with_group); read records yourself and call process".into(),
             ));
         };
@@ -233,15 +277,24 @@ impl Consumer {
         {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            let mut inside = self.inside.lock().unwrap_or_else(|p| p.into_inner());
             for (shard, p) in stored {
                 for id in &p.identities {
                     seen.insert(*id);
                 }
                 recent.insert(shard.clone(), p.identities.iter().copied().collect());
-                if p.finished {
-                    positions.insert(shard, ShardPosition::Finished);
-                } else if let Some(seq) = p.sequence_number {
-                    positions.insert(shard, ShardPosition::After(seq));
+                match (p.finished, p.sequence_number, p.sub_sequence) {
+                    (true, _, _) => {
+                        positions.insert(shard, ShardPosition::Finished);
+                    }
+                    (false, Some(seq), Some(sub)) => {
+                        inside.insert(shard.clone(), (seq.clone(), sub));
+                        positions.insert(shard, ShardPosition::At(seq));
+                    }
+                    (false, Some(seq), None) => {
+                        positions.insert(shard, ShardPosition::After(seq));
+                    }
+                    (false, None, _) => {}
                 }
             }
         }
@@ -270,38 +323,44 @@ impl Consumer {
     fn identity_of(&self, record: &DeliveredRecord) -> [u8; 16] {
         let digest = match &self.identity {
             Some(f) => Backend::default().sha256(&[&f(record)]),
-            None => {
-                let commit = record.encryption_context.get(EC_COMMIT_TIME).unwrap_or("");
-                Backend::default().sha256(&[
-                    record.partition_key.as_bytes(),
-                    &[0],
-                    commit.as_bytes(),
-                    &[0],
-                    &record.plaintext,
-                ])
-            }
+            None => Backend::default().sha256(&[record.partition_key.as_bytes(), &[0], &record.plaintext]),
         };
         let mut id = [0u8; 16];
         id.copy_from_slice(&digest[..16]);
         id
     }
 
-    async fn decrypt(&self, r: &SourceRecord) -> Result<DeliveredRecord, Error> {
+    /// Decrypts one record, checks its context, splits it if it is an aggregate.
+    async fn open_record(&self, r: &SourceRecord) -> Result<Opened, KinesisError> {
         let d = self.client.decrypt(self.cmm.as_ref(), &r.data, None).await?;
         self.check_context(&d.encryption_context)?;
+        let plaintext = Bytes::from_owner(Zeroizing::new(d.plaintext));
         let commit_time = d.encryption_context.get(EC_COMMIT_TIME).and_then(|t| parse_commit_time(t).ok());
-        let mut record = DeliveredRecord {
-            shard_id: r.shard_id.clone(),
-            sequence_number: r.sequence_number.clone(),
-            partition_key: r.partition_key.clone(),
-            message_id: d.header.message_id().to_vec(),
-            encryption_context: d.encryption_context,
-            plaintext: Zeroizing::new(d.plaintext),
-            commit_time,
-            identity: [0; 16],
+        let aggregated = d.encryption_context.get(EC_AGGREGATE) == Some(AGGREGATE_FORMAT);
+        let context = Arc::new(d.encryption_context);
+        let message_id = d.header.message_id().to_vec();
+        let record = |sub: Option<u64>, key: String, plaintext: Bytes| {
+            let mut d = DeliveredRecord {
+                shard_id: r.shard_id.clone(),
+                sequence_number: r.sequence_number.clone(),
+                sub_sequence: sub,
+                partition_key: key,
+                message_id: message_id.clone(),
+                plaintext,
+                encryption_context: context.clone(),
+                commit_time,
+                identity: [0; 16],
+            };
+            d.identity = self.identity_of(&d);
+            d
         };
-        record.identity = self.identity_of(&record);
-        Ok(record)
+        if !aggregated {
+            return Ok(Opened::Single(record(None, r.partition_key.clone(), plaintext)));
+        }
+        let users = deaggregate(&plaintext)?;
+        Ok(Opened::Aggregate(
+            users.into_iter().enumerate().map(|(i, u)| record(Some(i as u64), u.partition_key, u.data)).collect(),
+        ))
     }
 
     /// Decrypts a batch, without remembering anything: records whose identity was delivered
@@ -314,23 +373,22 @@ impl Consumer {
         let mut batch_ids: HashSet<[u8; 16]> = HashSet::new();
         let mut last_ok: HashMap<&str, &str> = HashMap::new();
         let mut stopped: HashSet<&str> = HashSet::new();
+        let mut full = false;
+        let resume = self.inside.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for r in records {
             let shard = r.shard_id.as_str();
+            if full {
+                // Past the batch's user-record limit: read again next time.
+                stopped.insert(shard);
+                continue;
+            }
             if blocked_keys.contains(r.partition_key.as_str()) {
                 out.held_back.push((r.shard_id.clone(), r.sequence_number.clone()));
                 stopped.insert(shard);
                 continue;
             }
-            match self.decrypt(r).await {
-                Ok(d) => {
-                    let dup = self.seen.lock().unwrap_or_else(|p| p.into_inner()).contains(&d.identity)
-                        || !batch_ids.insert(d.identity);
-                    if dup {
-                        out.duplicates.push((r.shard_id.clone(), r.sequence_number.clone()));
-                    } else {
-                        out.delivered.push(d);
-                    }
-                }
+            let opened = match self.open_record(r).await {
+                Ok(o) => o,
                 Err(error) => {
                     let failure = RecordFailure {
                         shard_id: r.shard_id.clone(),
@@ -345,23 +403,67 @@ impl Consumer {
                         continue;
                     }
                     out.poison.push(failure);
+                    if !stopped.contains(shard) {
+                        last_ok.insert(shard, r.sequence_number.as_str());
+                    }
+                    continue;
                 }
+            };
+            let users = match opened {
+                Opened::Single(d) => vec![d],
+                Opened::Aggregate(users) => users,
+            };
+            // Resuming inside this aggregate: its first user records were delivered already.
+            let skip = match resume.get(shard) {
+                Some((seq, sub)) if *seq == r.sequence_number => *sub + 1,
+                _ => 0,
+            };
+            let mut last_sub = None;
+            let mut cut = false;
+            for d in users.into_iter().skip(skip as usize) {
+                if out.delivered.len() >= self.max_batch_records {
+                    cut = true;
+                    break;
+                }
+                let dup = self.seen.lock().unwrap_or_else(|p| p.into_inner()).contains(&d.identity)
+                    || !batch_ids.insert(d.identity);
+                last_sub = d.sub_sequence.or(last_sub);
+                if dup {
+                    out.duplicates.push((d.shard_id.clone(), d.sequence_number.clone(), d.sub_sequence));
+                    continue;
+                }
+                out.delivered.push(d);
+            }
+            if cut {
+                // The batch's user-record limit: stop inside this record if part of it was
+                // taken, before it otherwise; the shard (and the rest) is read again.
+                full = true;
+                let advance = match last_sub {
+                    Some(sub) => {
+                        out.inside.insert(shard.to_owned(), (r.sequence_number.clone(), sub));
+                        Advance::Before(r.sequence_number.clone())
+                    }
+                    None => last_ok.get(shard).map_or(Advance::Nothing, |s| Advance::UpTo((*s).to_owned())),
+                };
+                out.advance.insert(shard.to_owned(), advance);
+                stopped.insert(shard);
+                continue;
             }
             if !stopped.contains(shard) {
                 last_ok.insert(shard, r.sequence_number.as_str());
             }
         }
         for shard in stopped {
-            let advance = match last_ok.get(shard) {
+            out.advance.entry(shard.to_owned()).or_insert_with(|| match last_ok.get(shard) {
                 Some(seq) => Advance::UpTo((*seq).to_owned()),
                 None => Advance::Nothing,
-            };
-            out.advance.insert(shard.to_owned(), advance);
+            });
         }
         out
     }
 
-    /// Remembers the delivered records of `outcome` (in memory), so their replays are recognised.
+    /// Remembers the delivered records of `outcome` (in memory), so their replays are
+    /// recognised, and where a batch stopped inside an aggregate.
     pub fn acknowledge(&self, outcome: &ConsumeOutcome) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
@@ -371,6 +473,19 @@ impl Consumer {
             ids.push_back(d.identity);
             while ids.len() > self.stored_identities {
                 ids.pop_front();
+            }
+        }
+        let mut inside = self.inside.lock().unwrap_or_else(|p| p.into_inner());
+        let moved: HashSet<&str> = outcome.delivered.iter().map(|d| d.shard_id.as_str()).collect();
+        for shard in moved.into_iter().chain(outcome.advance.keys().map(String::as_str)) {
+            match (outcome.advance(shard), outcome.inside.get(shard)) {
+                (Advance::Before(_), Some(at)) => {
+                    inside.insert(shard.to_owned(), at.clone());
+                }
+                (Advance::Nothing, _) => {}
+                _ => {
+                    inside.remove(shard);
+                }
             }
         }
     }
@@ -399,16 +514,17 @@ impl Consumer {
             }
             let shards: HashSet<&str> = last.keys().copied().chain(ends.keys().copied()).collect();
             for shard in shards {
-                let advance = outcome.advance(shard);
-                let (seq, finished) = match &advance {
+                let (seq, sub, finished) = match outcome.advance(shard) {
                     Advance::Nothing => continue,
-                    Advance::UpTo(seq) => (Some(seq.as_str()), false),
+                    Advance::UpTo(seq) => (seq, None, false),
+                    Advance::Before(seq) => (seq, outcome.inside.get(shard).map(|(_, sub)| *sub), false),
                     Advance::All => {
                         let end = ends.get(shard);
-                        (last.get(shard).copied().or(end.copied().flatten()).or(end.map(|_| "0")), end.is_some())
+                        let seq = last.get(shard).copied().or(end.copied().flatten()).or(end.map(|_| "0"));
+                        let Some(seq) = seq else { continue };
+                        (seq.to_owned(), None, end.is_some())
                     }
                 };
-                let Some(seq) = seq else { continue };
                 let identities: Vec<[u8; 16]> = self
                     .recent
                     .lock()
@@ -416,12 +532,7 @@ impl Consumer {
                     .get(shard)
                     .map(|q| q.iter().copied().collect())
                     .unwrap_or_default();
-                let position = ConsumerPosition {
-                    sequence_number: Some(seq.to_owned()),
-                    sub_sequence: None,
-                    finished,
-                    identities,
-                };
+                let position = ConsumerPosition { sequence_number: Some(seq), sub_sequence: sub, finished, identities };
                 group
                     .table
                     .write_consumer_position(&group.name, &group.stream, &group.region, shard, &position)

@@ -339,6 +339,29 @@ impl ControlTable {
         }
     }
 
+    /// Sets the watermark of a shard whose position did not move (its batch failed at its first
+    /// record): the records read but not replicated must count for the resume point.
+    pub async fn set_watermark(
+        &self,
+        stream: &str,
+        source_region: &str,
+        shard_id: &str,
+        watermark: SystemTime,
+    ) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&checkpoint_pk(stream, source_region)))
+            .key("sk", s(shard_id))
+            .update_expression("SET watermark = :w, updated_at = :now")
+            .expression_attribute_values(":w", s(&rfc3339(watermark)))
+            .expression_attribute_values(":now", s(&now_rfc3339()))
+            .send()
+            .await
+            .map_err(|e| self.err("UpdateItem", &e))?;
+        Ok(())
+    }
+
     /// What the table knows about one source shard.
     pub async fn shard_progress(
         &self,

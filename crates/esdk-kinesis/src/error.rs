@@ -114,6 +114,10 @@ pub enum KinesisError {
         /// Why.
         reason: String,
     },
+    /// A decrypted record marked as an aggregate does not parse as one (its producer holds the
+    /// key, so this is poison, not tampering in transit).
+    #[error("malformed aggregate: {0}")]
+    Aggregate(#[from] crate::aggregate::AggregateError),
     /// An internal invariant failed (a bug: please report it).
     #[error("internal error (a bug in esdk-kinesis, please report it): {0}")]
     Internal(&'static str),
@@ -136,6 +140,14 @@ fn retry_hint(retryable: bool) -> &'static str {
 }
 
 impl KinesisError {
+    /// The ESDK error inside, if this is one (decryption, encryption, header parsing).
+    pub fn esdk(&self) -> Option<&esdk::Error> {
+        match self {
+            Self::Esdk(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// Whether retrying later could succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -173,9 +185,18 @@ impl KinesisError {
     }
 
     /// The same error for another record of a batch that failed as a whole (the producer's
-    /// active-Region check): the variants that check can return keep their fields.
+    /// active-Region check, an aggregate that was not put): those variants keep their fields.
     pub(crate) fn for_each_record(&self) -> Self {
         match self {
+            Self::Kinesis { operation, stream, code, message, retryable } => Self::Kinesis {
+                operation,
+                stream: stream.clone(),
+                code: code.clone(),
+                message: message.clone(),
+                retryable: *retryable,
+            },
+            Self::NotSent(key) => Self::NotSent(key.clone()),
+            Self::RecordTooLarge { len, limit } => Self::RecordTooLarge { len: *len, limit: *limit },
             Self::RegionNotActive { region, active } => {
                 Self::RegionNotActive { region: region.clone(), active: active.clone() }
             }

@@ -2,8 +2,9 @@
 //! around them: an encrypting producer, a crypto-blind cross-Region replicator and decrypting
 //! consumers in either Region.
 //!
-//! - [`record`] (always built, no I/O): the record codec. One payload becomes one ESDK message
-//!   whose encryption context carries public fields (stream, origin Region, commit time) that
+//! - [`record`] (always built, no I/O): the record codec. One payload, or one [`aggregate`] of
+//!   many user records in the KPL aggregation format, becomes one ESDK message whose encryption
+//!   context carries public fields (stream, origin Region, commit time, aggregate marker) that
 //!   key-less code reads with [`record::RecordHeader::parse`].
 //!
 //! With feature `aws` (default), on the standard `aws-sdk-kinesis` / `aws-sdk-dynamodb` clients,
@@ -21,8 +22,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod record;
 
+#[cfg(feature = "aws")]
+mod aggregating;
 #[cfg(feature = "aws")]
 mod aws_error;
 #[cfg(feature = "aws")]
@@ -35,6 +39,8 @@ mod dlq;
 mod error;
 #[cfg(feature = "aws")]
 pub mod lambda;
+#[cfg(feature = "aws")]
+mod linger;
 #[cfg(feature = "aws")]
 mod producer;
 #[cfg(feature = "aws")]
@@ -49,8 +55,11 @@ mod retry;
 mod source;
 
 #[cfg(feature = "aws")]
+pub use aggregating::{AggregatingProducer, Aggregation};
+#[cfg(feature = "aws")]
 pub use consumer::{
-    ConsumeOutcome, Consumer, DeliveredRecord, RecordFailure, DEFAULT_DEDUP_WINDOW, DEFAULT_STORED_IDENTITIES,
+    ConsumeOutcome, Consumer, DeliveredRecord, RecordFailure, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_BATCH_RECORDS,
+    DEFAULT_STORED_IDENTITIES,
 };
 #[cfg(feature = "aws")]
 pub use control::{
@@ -61,7 +70,9 @@ pub use dlq::{DeadLetter, DeadLetterQueue};
 #[cfg(feature = "aws")]
 pub use error::{KinesisError, Result};
 #[cfg(feature = "aws")]
-pub use producer::{FailedRecord, Producer, PutRecordResult, PutReport, DEFAULT_FLAG_TTL};
+pub use linger::{Sender, DEFAULT_LINGER};
+#[cfg(feature = "aws")]
+pub use producer::{FailedRecord, Producer, PutRecordResult, PutReport, DEFAULT_FLAG_TTL, PUT_PAYLOAD_UNIT};
 #[cfg(feature = "aws")]
 pub use put::PutConfig;
 #[cfg(feature = "aws")]

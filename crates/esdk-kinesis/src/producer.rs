@@ -39,9 +39,11 @@ pub struct PutRecordResult {
     pub shard_id: String,
     /// Its sequence number.
     pub sequence_number: String,
+    /// Its position inside the aggregate it was put in (`None`: put as a record of its own).
+    pub sub_sequence: Option<u64>,
     /// ESDK message id.
     pub message_id: Vec<u8>,
-    /// Bytes of the record (data only).
+    /// Bytes of the Kinesis record (data only; an aggregate's for all its user records).
     pub record_len: usize,
 }
 
@@ -69,10 +71,36 @@ pub struct PutReport {
     pub requests: u64,
     /// Records that needed more than one attempt.
     pub retried: u64,
-    /// Plaintext bytes encrypted.
+    /// Plaintext bytes encrypted (user records' payloads).
     pub plaintext_bytes: u64,
-    /// Record bytes put (data only).
+    /// Kinesis record bytes put (data only).
     pub record_bytes: u64,
+    /// Kinesis records put (aggregates count once).
+    pub kinesis_records: u64,
+    /// PUT payload units used (Kinesis bills 25 KB units per record, partition key included).
+    pub put_payload_units: u64,
+}
+
+/// The size of one PUT payload unit.
+pub const PUT_PAYLOAD_UNIT: u64 = 25 * 1024;
+
+impl PutReport {
+    /// A report of `keys` all refused with (a copy of) `error`.
+    pub(crate) fn refused<'a>(keys: impl IntoIterator<Item = &'a str>, error: &KinesisError) -> Self {
+        let failed = keys
+            .into_iter()
+            .enumerate()
+            .map(|(index, key)| FailedRecord { index, partition_key: key.to_owned(), error: error.for_each_record() })
+            .collect();
+        Self { failed, ..Self::default() }
+    }
+
+    /// Counts one Kinesis record put.
+    pub(crate) fn count_record(&mut self, data_len: usize, key_len: usize) {
+        self.kinesis_records += 1;
+        self.record_bytes += data_len as u64;
+        self.put_payload_units += ((data_len + key_len) as u64).div_ceil(PUT_PAYLOAD_UNIT).max(1);
+    }
 }
 
 impl Producer {
@@ -106,7 +134,7 @@ impl Producer {
     }
 
     /// Whether this producer's Region may produce now.
-    async fn check_region(&self) -> Result<()> {
+    pub(crate) async fn check_region(&self) -> Result<()> {
         let Guard::Flag { table, ttl, cached } = &self.guard else { return Ok(()) };
         let fresh = cached
             .lock()
@@ -140,6 +168,19 @@ impl Producer {
         &self.codec
     }
 
+    /// The stream written to.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    pub(crate) fn client(&self) -> &aws_sdk_kinesis::Client {
+        &self.client
+    }
+
+    pub(crate) fn put_config(&self) -> &PutConfig {
+        &self.put
+    }
+
     /// Encrypts `records` (partition key, payload, commit time) and puts them. Records that fail
     /// to encrypt (e.g. too large after encryption) are reported and never sent. The records
     /// are collected first, so the returned future holds no iterator (it can be spawned).
@@ -152,14 +193,10 @@ impl Producer {
     }
 
     async fn put_collected(&self, records: Vec<(&str, &[u8], Option<SystemTime>)>) -> PutReport {
-        let mut report = PutReport::default();
         if let Err(refusal) = self.check_region().await {
-            for (index, (key, _, _)) in records.into_iter().enumerate() {
-                let error = refusal.for_each_record();
-                report.failed.push(FailedRecord { index, partition_key: key.to_owned(), error });
-            }
-            return report;
+            return PutReport::refused(records.iter().map(|r| r.0), &refusal);
         }
+        let mut report = PutReport::default();
         let mut encrypted: Vec<(usize, EncryptedRecord)> = Vec::new();
         for (index, (key, payload, commit_time)) in records.into_iter().enumerate() {
             match self.codec.encrypt(key, payload, commit_time).await {
@@ -193,11 +230,12 @@ impl Producer {
             match outcome {
                 EntryOutcome::Put { sequence_number, shard_id } => {
                     report.plaintext_bytes += record.plaintext_len as u64;
-                    report.record_bytes += record.data.len() as u64;
+                    report.count_record(record.data.len(), record.partition_key.len());
                     report.put.push(PutRecordResult {
                         index,
                         shard_id,
                         sequence_number,
+                        sub_sequence: None,
                         message_id: record.message_id().to_vec(),
                         record_len: record.data.len(),
                     });

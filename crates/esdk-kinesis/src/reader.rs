@@ -45,6 +45,8 @@ pub enum StartPosition {
 pub enum ShardPosition {
     /// After this sequence number.
     After(String),
+    /// At this sequence number: it is read again (a consumer resuming inside an aggregate).
+    At(String),
     /// The shard is read to its end.
     Finished,
 }
@@ -131,8 +133,8 @@ impl ShardInfo {
 
 struct Shard {
     info: ShardInfo,
-    /// Last committed sequence number (`None`: the start position).
-    committed: Option<String>,
+    /// The committed position (`None`: the start position).
+    committed: Option<Committed>,
     /// Where to start when `committed` is `None`.
     start: ShardIteratorType,
     /// An iterator at the committed position (iterators can be read again until they expire).
@@ -143,12 +145,27 @@ struct Shard {
     millis_behind: Option<i64>,
 }
 
+/// A position a shard moved to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Committed {
+    After(String),
+    At(String),
+}
+
+impl Committed {
+    fn sequence_number(&self) -> &str {
+        match self {
+            Self::After(s) | Self::At(s) => s,
+        }
+    }
+}
+
 /// What one poll read from one shard.
 #[derive(Clone, Debug)]
 struct ShardRead {
     shard_id: String,
     /// The committed position the read started from.
-    from: Option<String>,
+    from: Option<Committed>,
     last_sequence_number: Option<String>,
     next_iterator: Option<String>,
 }
@@ -175,10 +192,10 @@ impl Batch {
     /// committed in them (`None`: the shard holds no record). Committing everything read from
     /// them finishes them.
     pub fn shards_at_end(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
-        self.reads
-            .iter()
-            .filter(|r| r.next_iterator.is_none())
-            .map(|r| (r.shard_id.as_str(), r.last_sequence_number.as_deref().or(r.from.as_deref())))
+        self.reads.iter().filter(|r| r.next_iterator.is_none()).map(|r| {
+            let from = r.from.as_ref().map(Committed::sequence_number);
+            (r.shard_id.as_str(), r.last_sequence_number.as_deref().or(from))
+        })
     }
 }
 
@@ -190,6 +207,9 @@ pub enum Advance {
     All,
     /// Up to and including this sequence number (the records after it are read again).
     UpTo(String),
+    /// Up to this sequence number, excluding it (it is read again: a consumer stopped inside
+    /// the aggregate it holds).
+    Before(String),
     /// Nothing: read the same records again.
     Nothing,
 }
@@ -293,7 +313,12 @@ impl StreamReader {
             }
             let (committed, finished, start) = match &self.start {
                 StartPosition::Positions(map) => match map.get(&info.shard_id) {
-                    Some(ShardPosition::After(seq)) => (Some(seq.clone()), false, ShardIteratorType::TrimHorizon),
+                    Some(ShardPosition::After(seq)) => {
+                        (Some(Committed::After(seq.clone())), false, ShardIteratorType::TrimHorizon)
+                    }
+                    Some(ShardPosition::At(seq)) => {
+                        (Some(Committed::At(seq.clone())), false, ShardIteratorType::TrimHorizon)
+                    }
                     Some(ShardPosition::Finished) => (None, true, ShardIteratorType::TrimHorizon),
                     None => (None, false, ShardIteratorType::TrimHorizon),
                 },
@@ -319,7 +344,8 @@ impl StreamReader {
 
     async fn iterator(&self, shard: &Shard) -> Result<Option<String>> {
         let (kind, seq) = match &shard.committed {
-            Some(seq) => (ShardIteratorType::AfterSequenceNumber, Some(seq.clone())),
+            Some(Committed::After(seq)) => (ShardIteratorType::AfterSequenceNumber, Some(seq.clone())),
+            Some(Committed::At(seq)) => (ShardIteratorType::AtSequenceNumber, Some(seq.clone())),
             None => (shard.start.clone(), None),
         };
         let out = self
@@ -442,13 +468,17 @@ impl StreamReader {
             }
             match advance(&read.shard_id) {
                 Advance::Nothing => {}
+                Advance::Before(seq) => {
+                    shard.committed = Some(Committed::At(seq));
+                    shard.iterator = None;
+                }
                 Advance::UpTo(seq) if Some(&seq) != read.last_sequence_number.as_ref() => {
-                    shard.committed = Some(seq);
+                    shard.committed = Some(Committed::After(seq));
                     shard.iterator = None;
                 }
                 Advance::All | Advance::UpTo(_) => {
-                    if read.last_sequence_number.is_some() {
-                        shard.committed = read.last_sequence_number.clone();
+                    if let Some(last) = &read.last_sequence_number {
+                        shard.committed = Some(Committed::After(last.clone()));
                     }
                     shard.iterator = read.next_iterator.clone();
                     if read.next_iterator.is_none() {
@@ -472,7 +502,11 @@ impl StreamReader {
                 if s.finished {
                     Some((s.info.shard_id.clone(), ShardPosition::Finished))
                 } else {
-                    s.committed.clone().map(|seq| (s.info.shard_id.clone(), ShardPosition::After(seq)))
+                    let position = match s.committed.clone()? {
+                        Committed::After(seq) => ShardPosition::After(seq),
+                        Committed::At(seq) => ShardPosition::At(seq),
+                    };
+                    Some((s.info.shard_id.clone(), position))
                 }
             })
             .collect()

@@ -32,6 +32,11 @@ pub const EC_ORIGIN_REGION: &str = "kinesis-origin-region";
 /// Encryption-context key holding the record's commit time (RFC 3339, UTC), possibly rounded
 /// down to a window (see [`CommitTimeInContext`]).
 pub const EC_COMMIT_TIME: &str = "cdc-commit-time";
+/// Encryption-context key marking a message whose plaintext is a KPL aggregate of user records
+/// (value [`AGGREGATE_FORMAT`]). Its commit time is a lower bound of the records inside.
+pub const EC_AGGREGATE: &str = "kinesis-aggregate";
+/// The value of [`EC_AGGREGATE`]: the KPL aggregation format.
+pub const AGGREGATE_FORMAT: &str = "kpl";
 
 /// Kinesis' default per-record limit (data plus partition key).
 pub const DEFAULT_RECORD_LIMIT: u32 = 1 << 20;
@@ -146,7 +151,7 @@ impl RecordCodecBuilder {
         if self.stream.is_empty() || self.origin_region.is_empty() {
             return Err(Error::InvalidConfig("the stream name and the origin Region must not be empty".into()));
         }
-        for key in [EC_STREAM, EC_ORIGIN_REGION, EC_COMMIT_TIME] {
+        for key in [EC_STREAM, EC_ORIGIN_REGION, EC_COMMIT_TIME, EC_AGGREGATE] {
             if self.context.contains_key(key) {
                 return Err(Error::InvalidEncryptionContext(format!(
                     "key {key:?} is written by the record codec; remove it from the caller's context"
@@ -277,6 +282,64 @@ impl RecordCodec {
     }
 }
 
+impl RecordCodec {
+    /// The encryption context of an aggregate whose earliest record was committed at
+    /// `commit_time`.
+    fn aggregate_context(&self, commit_time: Option<SystemTime>) -> Result<EncryptionContext> {
+        let mut context = self.context.clone();
+        context.insert(EC_AGGREGATE, AGGREGATE_FORMAT);
+        if let Some(value) = commit_time.map(|t| self.commit_time.render(t)).transpose()?.flatten() {
+            context.insert(EC_COMMIT_TIME, value);
+        }
+        Ok(context)
+    }
+
+    /// The largest aggregate (plaintext bytes) that fits in one record under each of
+    /// `partition_keys` (the key counts against the record limit): computed from the header the
+    /// codec would write (materials are obtained once, nothing is encrypted). The header has
+    /// the same length for every commit time of the codec's mode.
+    pub async fn aggregate_budgets(&self, partition_keys: &[String]) -> Result<Vec<u64>> {
+        let context = self.aggregate_context(Some(UNIX_EPOCH))?;
+        let header = self.client.encryption_header(self.cmm.as_ref(), &context, None).await?;
+        partition_keys
+            .iter()
+            .map(|key| {
+                let budget = u64::from(self.record_limit).saturating_sub(key.len() as u64);
+                self.client.max_plaintext_len(&header, budget).ok_or_else(|| Error::TooLargeAfterEncryption {
+                    plaintext_len: 0,
+                    predicted_len: self.client.ciphertext_len(&header, 0) + key.len() as u64,
+                    extra_len: key.len() as u64,
+                    limit: u64::from(self.record_limit),
+                    max_plaintext: None,
+                })
+            })
+            .collect()
+    }
+
+    /// Encrypts an aggregate (see [`crate::aggregate`]) of user records, the earliest committed
+    /// at `commit_time`, under the outer `partition_key`. The context carries
+    /// [`EC_AGGREGATE`] and the commit time rounded down as for single records.
+    pub async fn encrypt_aggregate(
+        &self,
+        partition_key: &str,
+        aggregate: &[u8],
+        commit_time: Option<SystemTime>,
+    ) -> Result<EncryptedRecord> {
+        check_partition_key(partition_key)?;
+        let context = self.aggregate_context(commit_time)?;
+        let limit = u64::from(self.record_limit);
+        let data = self
+            .client
+            .encrypt_with_limit(self.cmm.as_ref(), aggregate, &context, limit, partition_key.len() as u64)
+            .await?;
+        Ok(EncryptedRecord {
+            partition_key: partition_key.to_owned(),
+            data: data.into(),
+            plaintext_len: aggregate.len(),
+        })
+    }
+}
+
 fn check_partition_key(key: &str) -> Result<()> {
     let chars = key.chars().count();
     if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
@@ -344,6 +407,11 @@ impl RecordHeader {
     /// an error if present but unparsable.
     pub fn commit_time(&self) -> Result<Option<SystemTime>> {
         self.header.encryption_context().get(EC_COMMIT_TIME).map(parse_commit_time).transpose()
+    }
+
+    /// Whether the record is a KPL aggregate of user records (the codec's [`EC_AGGREGATE`]).
+    pub fn is_aggregate(&self) -> bool {
+        self.header.encryption_context().get(EC_AGGREGATE) == Some(AGGREGATE_FORMAT)
     }
 
     /// Key ARNs (provider info) of the `aws-kms` encrypted data keys, in header order.

@@ -15,7 +15,7 @@
 //! **Checkpoints and the failover watermark.** After the destination acknowledged the records,
 //! each shard's checkpoint moves to the last record before its first failure, with a
 //! *watermark*: the smallest commit time over the last [`WATERMARK_WINDOW`] records read from the
-//! shard (including records read but not yet replicated). Commit times come from headers that
+//! shard, and of every record read from it but not yet replicated. Commit times come from headers that
 //! nothing has authenticated at this point, so each is first clamped to the record's
 //! `ApproximateArrivalTimestamp` (assigned by Kinesis) plus [`DEFAULT_CLOCK_SKEW`]: a forged
 //! future commit time cannot push the watermark ahead of real time, and a forged past one only
@@ -40,8 +40,10 @@ use crate::record::RecordHeader;
 use crate::source::seq_cmp;
 use crate::{KinesisError, Result, SourceRecord};
 
-/// Records per shard over which the watermark is the minimum commit time.
-pub const WATERMARK_WINDOW: usize = 1000;
+/// Records per shard over which the watermark is the minimum commit time: a few forged or
+/// out-of-order commit times among them do not raise it (and the clamp to arrival times bounds
+/// what a longer run of forged ones can do).
+pub const WATERMARK_WINDOW: usize = 8;
 /// How far a header's commit time may lie after the record's arrival before it is clamped.
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(5);
 
@@ -51,6 +53,9 @@ pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(5);
 pub struct ReplicatorMetrics {
     /// Records forwarded to the destination.
     pub records_replicated: AtomicU64,
+    /// Of those, KPL aggregates of user records (their headers say so; how many user records
+    /// each holds is encrypted).
+    pub aggregates_replicated: AtomicU64,
     /// Records skipped because they came from another Region (replicas; loop prevention).
     pub records_skipped_replicas: AtomicU64,
     /// Records refused (unparsable header, no origin Region, EDK key not allow-listed).
@@ -96,6 +101,8 @@ pub struct BatchOutcome {
     pub records: usize,
     /// Records forwarded.
     pub replicated: usize,
+    /// Of those, aggregates of user records.
+    pub aggregates: usize,
     /// Records skipped because they originated in another Region (already replicas).
     pub skipped_replicas: usize,
     /// Records refused (see [`RefusedRecord::dead_lettered`]).
@@ -107,6 +114,9 @@ pub struct BatchOutcome {
     pub errors: Vec<KinesisError>,
     /// Checkpoints written (or found stale), per shard.
     pub checkpoints: Vec<(Checkpoint, CheckpointWrite)>,
+    /// Shards whose position did not move but whose watermark was lowered to cover records read
+    /// and not replicated.
+    pub watermarks_only: usize,
     /// Lag of the last forwarded record (source arrival → destination acknowledgement).
     pub lag: Option<Duration>,
     /// Arrival time of the last forwarded record.
@@ -254,7 +264,7 @@ pub struct Replicator {
 
 /// What to do with one record.
 enum Screen {
-    Forward { commit_time: SystemTime },
+    Forward { commit_time: SystemTime, aggregate: bool },
     Replica,
     Refuse(String),
 }
@@ -334,7 +344,7 @@ impl Replicator {
             Ok(Some(t)) => t.min(ceiling),
             Ok(None) | Err(_) => arrival,
         };
-        Screen::Forward { commit_time }
+        Screen::Forward { commit_time, aggregate: header.is_aggregate() }
     }
 
     /// Replicates the records of a batch read by the polling loop (see [`Self::run`]).
@@ -376,11 +386,13 @@ impl Replicator {
         let mut failed: Vec<Option<KinesisError>> = (0..records.len()).map(|_| None).collect();
         let mut forward: Vec<usize> = Vec::new();
         let mut commit_times: Vec<Option<SystemTime>> = vec![None; records.len()];
+        let mut aggregates = vec![false; records.len()];
         let mut refused: Vec<(usize, String)> = Vec::new();
         for (i, r) in records.iter().enumerate() {
             match self.screen(r) {
-                Screen::Forward { commit_time } => {
+                Screen::Forward { commit_time, aggregate } => {
                     commit_times[i] = Some(commit_time);
+                    aggregates[i] = aggregate;
                     forward.push(i);
                 }
                 Screen::Replica => outcome.skipped_replicas += 1,
@@ -398,6 +410,7 @@ impl Replicator {
             match o {
                 EntryOutcome::Put { .. } => {
                     outcome.replicated += 1;
+                    outcome.aggregates += usize::from(aggregates[i]);
                     if let Some(arrival) = records[i].arrival {
                         outcome.lag = acked.duration_since(arrival).ok();
                         outcome.last_arrival = Some(arrival);
@@ -475,31 +488,47 @@ impl Replicator {
         }
         let mut shards: Vec<&str> = Vec::new();
         let mut progress: HashMap<&str, Progress> = HashMap::new();
+        for (i, r) in records.iter().enumerate() {
+            let shard = r.shard_id.as_str();
+            let p = progress.entry(shard).or_insert_with(|| {
+                shards.push(shard);
+                Progress { last_ok: None, failed_at: None }
+            });
+            if p.failed_at.is_some() {
+                continue;
+            }
+            if failed[i].is_some() {
+                p.failed_at = Some(i);
+            } else if p.last_ok.is_none_or(|j| seq_cmp(&records[j].sequence_number, &r.sequence_number).is_lt()) {
+                p.last_ok = Some(i);
+            }
+        }
+        // The watermark: the smallest commit time of the records read but not replicated, and
+        // of the last records replicated (a few forged or out-of-order ones do not raise it).
         let mut watermarks: HashMap<&str, Option<SystemTime>> = HashMap::new();
         {
             let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pending: HashMap<&str, SystemTime> = HashMap::new();
             for (i, r) in records.iter().enumerate() {
                 let shard = r.shard_id.as_str();
-                let p = progress.entry(shard).or_insert_with(|| {
-                    shards.push(shard);
-                    Progress { last_ok: None, failed_at: None }
-                });
+                let replicated = progress[shard].failed_at.is_none_or(|f| i < f);
                 let window = windows.entry(shard.to_owned()).or_default();
-                match commit_times[i] {
-                    Some(t) => window.push(t),
-                    None => window.last_arrival = r.arrival.or(window.last_arrival),
-                }
-                if p.failed_at.is_some() {
-                    continue;
-                }
-                if failed[i].is_some() {
-                    p.failed_at = Some(i);
-                } else if p.last_ok.is_none_or(|j| seq_cmp(&records[j].sequence_number, &r.sequence_number).is_lt()) {
-                    p.last_ok = Some(i);
+                match (commit_times[i], replicated) {
+                    (Some(t), true) => window.push(t),
+                    (Some(t), false) => {
+                        let m = pending.entry(shard).or_insert(t);
+                        *m = (*m).min(t);
+                    }
+                    (None, _) => window.last_arrival = r.arrival.or(window.last_arrival),
                 }
             }
             for shard in &shards {
-                watermarks.insert(shard, windows.get(*shard).and_then(|w| w.min().or(w.last_arrival)));
+                let replicated = windows.get(*shard).and_then(|w| w.min().or(w.last_arrival));
+                let mark = match (replicated, pending.get(shard)) {
+                    (Some(a), Some(b)) => Some(a.min(*b)),
+                    (a, b) => a.or(b.copied()),
+                };
+                watermarks.insert(shard, mark);
             }
         }
         for (shard, _) in ends {
@@ -533,6 +562,11 @@ impl Replicator {
                 (_, None, Some(end)) => Some(end.unwrap_or("0")),
                 (_, None, None) => None,
             };
+            if let (None, Some(w)) = (seq, watermarks.get(shard).copied().flatten()) {
+                // The position stays, but what was read and not replicated lowers the mark.
+                self.checkpoints.set_watermark(&self.stream, &self.source_region, shard, w).await?;
+                outcome.watermarks_only += 1;
+            }
             if let Some(seq) = seq {
                 let mut cp = Checkpoint::new(
                     &self.stream,
@@ -555,6 +589,7 @@ impl Replicator {
     fn count(&self, outcome: &BatchOutcome, source_active: bool) {
         let m = &self.metrics;
         m.records_replicated.fetch_add(outcome.replicated as u64, Ordering::Relaxed);
+        m.aggregates_replicated.fetch_add(outcome.aggregates as u64, Ordering::Relaxed);
         m.records_skipped_replicas.fetch_add(outcome.skipped_replicas as u64, Ordering::Relaxed);
         m.records_refused.fetch_add(outcome.refused.len() as u64, Ordering::Relaxed);
         let dead = outcome.refused.iter().filter(|r| r.dead_lettered).count();

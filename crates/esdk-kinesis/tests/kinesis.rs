@@ -421,7 +421,7 @@ async fn tampered_records_are_poison_and_foreign_keys_cost_no_kms_call() {
     in_a[1].data = bad.into();
     let out = a.consumer(&stream, None).process(&in_a).await;
     assert_eq!((out.delivered.len(), out.poison.len(), out.transient.len()), (2, 1, 0));
-    assert_eq!(out.poison[0].error.kind(), ErrorKind::BodyAuthentication);
+    assert_eq!(out.poison[0].error.esdk().map(esdk::Error::kind), Some(ErrorKind::BodyAuthentication));
     assert_eq!(out.advance(&in_a[0].shard_id), Advance::All, "poison is moved past (and reported)");
 
     // Encrypted under a key of B that B's consumer does not list: refused without a KMS call.
@@ -439,7 +439,7 @@ async fn tampered_records_are_poison_and_foreign_keys_cost_no_kms_call() {
     let out = b.consumer(&stream, None).process(&[foreign]).await;
     assert_eq!(b.kms.counts(), before, "no KMS call for a key outside the allow-list");
     let e = &out.poison[0].error;
-    assert_eq!(e.kind(), ErrorKind::NoDecryptableDataKey);
+    assert_eq!(e.esdk().map(esdk::Error::kind), Some(ErrorKind::NoDecryptableDataKey));
     assert!(e.to_string().contains(&other_key) && e.to_string().contains(&b.key_arn), "{e}");
 
     // Header-only inspection of a record, without keys.
@@ -457,30 +457,38 @@ async fn the_watermark_stays_below_unreplicated_commit_times_out_of_order_and_fo
     let (stream, table) = (unique("mark"), unique("ctl"));
     let (a, b) = pipeline(&env, ra, rb, &stream, &table, 1).await;
     let now = SystemTime::now();
-    // Commit times out of order within the shard (by up to 40 s), then one forged a year ahead.
-    let offsets = [100u64, 60, 90, 80, 70, 75, 65];
-    let mut records: Vec<_> = offsets
-        .iter()
-        .enumerate()
-        .map(|(i, s)| change(i, 100, now - Duration::from_secs(*s), Duration::ZERO))
-        .collect();
-    records.push(change(50, 100, now + Duration::from_secs(365 * 86_400), Duration::ZERO));
-    produce_all(&a.producer(&stream), &records, deadline()).await;
-    let rep = replicator(&a, &b, &stream).build().unwrap();
-    assert_eq!(replicate_all(&rep, &a).await, records.len());
+    let at = |i: usize, secs_ago: u64| change(i, 100, now - Duration::from_secs(secs_ago), Duration::ZERO);
+    // Replicated: commit times out of order, then one forged a year ahead.
+    let mut first: Vec<_> = [300u64, 200, 280, 240].iter().enumerate().map(|(i, s)| at(i, *s)).collect();
+    first.push(change(9, 100, now + Duration::from_secs(365 * 86_400), Duration::ZERO));
+    produce_all(&a.producer(&stream), &first, deadline()).await;
+    let rep = replicator(&a, &b, &stream).put_config(PutConfig::default().max_attempts(1)).unwrap().build().unwrap();
+    let mut reader = rep.open_source(a.kinesis.clone()).await.unwrap();
+    rep.register_new_shards(&mut reader).await.unwrap();
+    let batch = reader.poll().await;
+    let o = rep.replicate(&batch).await.unwrap();
+    reader.commit(&batch, |s| o.advance(s));
+    assert_eq!(o.replicated, 5);
     let resume = b.control.resume_point(&stream, ra, Duration::ZERO).await.unwrap().from.unwrap();
-    // The codec writes 10 s windows: the lower bound is the window of the earliest.
-    assert!(resume <= now - Duration::from_secs(100), "the earliest commit time bounds it");
-    assert!(resume > now - Duration::from_secs(111));
+    assert!(resume <= now - Duration::from_secs(300), "the earliest replicated commit time (10 s windows) bounds it");
+    assert!(resume < SystemTime::now(), "a forged commit time never puts it in the future");
 
-    // Later records of the shard, all replicated: the forged one (clamped to its arrival) does
-    // not push the watermark past the genuine ones still in the window.
-    let later: Vec<_> = (0..5).map(|i| change(60 + i, 100, now - Duration::from_secs(30), Duration::ZERO)).collect();
-    produce_all(&a.producer(&stream), &later, deadline()).await;
-    assert_eq!(replicate_all(&rep, &a).await, 5);
+    // Read but not replicated (the destination fails): out of order, older than anything seen.
+    let pending: Vec<_> = [100u64, 500, 150].iter().enumerate().map(|(i, s)| at(20 + i, *s)).collect();
+    produce_all(&a.producer(&stream), &pending, deadline()).await;
+    env.inject_fault_status("Kinesis_20131202.PutRecords", rb, 3, 500, "InternalFailure").await;
+    let batch = reader.poll().await;
+    assert_eq!(batch.records.len(), 3);
+    let o = rep.replicate(&batch).await.unwrap();
+    assert_eq!((o.replicated, o.failed.len()), (0, 1));
+    reader.commit(&batch, |s| o.advance(s));
     let resume = b.control.resume_point(&stream, ra, Duration::ZERO).await.unwrap().from.unwrap();
-    assert!(resume <= now - Duration::from_secs(100), "still bounded by the window's minimum");
-    assert!(resume < SystemTime::now(), "never in the future, whatever a header says");
+    assert!(resume <= now - Duration::from_secs(500), "every record read but not replicated is covered");
+    // Once they are replicated, the watermark moves on.
+    assert_eq!((o.checkpoints.len(), o.watermarks_only), (0, 1), "the watermark moved, the position did not");
+    let batch = reader.poll().await;
+    let o = rep.replicate(&batch).await.unwrap();
+    assert_eq!(o.replicated, 3);
 }
 
 #[tokio::test]
@@ -678,7 +686,9 @@ async fn lambda_handler_returns_batch_item_failures_and_resumes() {
     let failures = response["batchItemFailures"].as_array().unwrap();
     assert_eq!(failures.len(), 1, "the first failed record of the shard: {response}");
     assert_eq!(failures[0]["itemIdentifier"], in_a[0].sequence_number.as_str());
-    assert!(b.control.shard_progress(&stream, ra, &shard).await.unwrap().is_none(), "nothing checkpointed");
+    let progress = b.control.shard_progress(&stream, ra, &shard).await.unwrap().unwrap();
+    assert_eq!(progress.sequence_number, None, "no position checkpointed");
+    assert!(progress.watermark.is_some(), "the records read and not replicated count for a failover");
     let response = rep.handle_lambda_event(&event).await.unwrap();
     assert_eq!(response, serde_json::json!({ "batchItemFailures": [] }));
     let cp = b.control.shard_progress(&stream, ra, &shard).await.unwrap().unwrap();

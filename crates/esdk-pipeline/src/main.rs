@@ -39,6 +39,9 @@ pub struct Args {
     /// Use the standard AWS environment (credentials, endpoints) as it is. Creates real resources.
     #[arg(long)]
     aws: bool,
+    /// One ESDK message per CDC record instead of KPL aggregates of many.
+    #[arg(long)]
+    no_aggregate: bool,
     /// Make the local endpoint fail this fraction of the calls of every API the pipeline uses
     /// (throttling, 5xx, single PutRecords entries), e.g. 0.1.
     #[arg(long, default_value_t = 0.0)]
@@ -65,14 +68,15 @@ pub struct Args {
     #[arg(long, requires = "key_arn_a")]
     key_arn_b: Option<String>,
     /// Commit-time window written into the encryption context (one data key per window).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     commit_window: Duration,
     /// Commit-time spacing of the synthetic records.
     #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
     commit_spacing: Duration,
     /// Commit-time disorder allowed within a shard: subtracted from the replication watermark
-    /// to get the failover resume point.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    /// to get the failover resume point. The demo's producer writes in commit order, so it
+    /// needs none; `esdk kinesis failover` defaults to 60 s.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     resume_margin: Duration,
     /// Give up after this long.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]

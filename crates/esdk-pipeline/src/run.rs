@@ -7,40 +7,67 @@ use std::time::{Duration, Instant, SystemTime};
 
 use esdk::{Client, EncryptionContext};
 use esdk_kinesis::record::{CommitTimeInContext, RecordCodec, EC_STREAM};
-use esdk_kinesis::{Consumer, Producer, ReaderConfig, Replicator};
+use esdk_kinesis::{AggregatingProducer, Aggregation, Consumer, Producer, PutReport, ReaderConfig, Replicator};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::report::{changes, check, Change, Seen};
 use crate::setup::{self, Side};
 use crate::{Args, DemoResult};
 
-/// Bytes and requests the producers used.
+/// Bytes, records and requests the producers used.
 #[derive(Default)]
 struct Produced {
     records: u64,
     plaintext_bytes: u64,
     record_bytes: u64,
+    kinesis_records: u64,
+    put_payload_units: u64,
     requests: u64,
+}
+
+/// The demo's producer: aggregating (the default) or one record per message.
+enum DemoProducer {
+    Aggregating(AggregatingProducer),
+    Single(Producer),
+}
+
+impl DemoProducer {
+    /// Records per `put` call: what a linger window of a busy producer would hold.
+    fn chunk(&self) -> usize {
+        match self {
+            Self::Aggregating(_) => 2_000,
+            Self::Single(_) => 500,
+        }
+    }
+
+    async fn put(&self, changes: &[&Change]) -> PutReport {
+        let records = changes.iter().map(|c| (c.key.as_str(), c.payload.as_slice(), Some(c.commit_time)));
+        match self {
+            Self::Aggregating(p) => p.put(records).await,
+            Self::Single(p) => p.put(records).await,
+        }
+    }
 }
 
 /// Puts `changes` until every one is in the stream, in order per key: records that failed
 /// (throttling beyond the retries, an unreachable Region) are put again, in order.
 async fn produce(
-    producer: &Producer,
+    producer: &DemoProducer,
     changes: &[&Change],
     bar: &ProgressBar,
     deadline: Instant,
 ) -> DemoResult<Produced> {
     let mut produced = Produced::default();
-    for chunk in changes.chunks(500) {
+    for chunk in changes.chunks(producer.chunk()) {
         let mut pending: Vec<&Change> = chunk.to_vec();
         let mut attempt = 0u32;
         while !pending.is_empty() {
-            let report =
-                producer.put(pending.iter().map(|c| (c.key.as_str(), c.payload.as_slice(), Some(c.commit_time)))).await;
+            let report = producer.put(&pending).await;
             produced.records += report.put.len() as u64;
             produced.plaintext_bytes += report.plaintext_bytes;
             produced.record_bytes += report.record_bytes;
+            produced.kinesis_records += report.kinesis_records;
+            produced.put_payload_units += report.put_payload_units;
             produced.requests += report.requests;
             bar.inc(report.put.len() as u64);
             if let Some(f) = report.failed.iter().find(|f| !f.error.is_retryable()) {
@@ -134,7 +161,7 @@ pub async fn run(args: Args, endpoint: Option<String>) -> DemoResult<bool> {
     };
     a.key_arn = arn_a;
     b.key_arn = arn_b;
-    eprintln!("multi-Region key: {} (replica {})", a.key_arn, b.key_arn);
+    println!("multi-Region key: {} (replica {})", a.key_arn, b.key_arn);
     for side in [&a, &b] {
         setup::create_stream(side, &args.stream, args.shards).await?;
     }
@@ -157,8 +184,15 @@ pub async fn run(args: Args, endpoint: Option<String>) -> DemoResult<bool> {
             .build()
             .map_err(|e| e.to_string())
     };
-    let producer = |side: &Side| -> DemoResult<Producer> {
-        Ok(Producer::new(side.kinesis.clone(), &args.stream, codec(side)?, side.control.clone()))
+    let producer = |side: &Side| -> DemoResult<DemoProducer> {
+        let p = Producer::new(side.kinesis.clone(), &args.stream, codec(side)?, side.control.clone());
+        Ok(if args.no_aggregate {
+            DemoProducer::Single(p)
+        } else {
+            // Four buckets per shard: enough to spread over the shards, few enough to fill.
+            let buckets = (4 * args.shards.max(1)) as u32;
+            DemoProducer::Aggregating(p.aggregating(Aggregation::default().buckets(buckets)))
+        })
     };
     let expected_ec: EncryptionContext = [(EC_STREAM, args.stream.as_str())].into_iter().collect();
     let consumer = |side: &Side| -> DemoResult<Consumer> {
@@ -287,12 +321,15 @@ pub async fn run(args: Args, endpoint: Option<String>) -> DemoResult<bool> {
     if produced_a.records > 0 {
         let per = |x: u64| x as f64 / produced_a.records as f64;
         println!(
-            "bytes per record: {:.0} plaintext, {:.0} encrypted ({:.2}x); {} Kinesis records, {} PutRecords requests",
+            "bytes per record: {:.0} plaintext, {:.0} encrypted ({:.2}x){}",
             per(produced_a.plaintext_bytes),
             per(produced_a.record_bytes),
             produced_a.record_bytes as f64 / produced_a.plaintext_bytes.max(1) as f64,
-            produced_a.records,
-            produced_a.requests
+            if args.no_aggregate { "; one record per message" } else { "; KPL aggregates" }
+        );
+        println!(
+            "Kinesis records: {} for {} CDC records; PUT payload units: {} (25 KB each); PutRecords requests: {}",
+            produced_a.kinesis_records, produced_a.records, produced_a.put_payload_units, produced_a.requests
         );
     }
     for (from, to, m_) in [(&a, &b, &ma), (&b, &a, &mb)] {

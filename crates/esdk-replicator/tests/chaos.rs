@@ -305,3 +305,30 @@ async fn fail_over(from: &Side, to: &Side, stream: &str, produced: &[Change], ma
     };
     produced.iter().filter(|c| resume.from.is_none_or(|t| c.commit_time >= t)).cloned().collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the local AWS endpoint: run scripts/test or scripts/chaos"]
+async fn chaos_aggregated_records_with_faults_a_split_and_a_killed_replicator() {
+    let env = Endpoint::from_env();
+    let (ra, rb) = ("eu-central-2", "ap-northeast-3");
+    let (stream, table) = (unique("chaos-agg"), unique("ctl"));
+    let (a, b) = pipeline(&env, ra, rb, &stream, &table, 2).await;
+    let all = changes(records(), records() / 10);
+    env.inject_chaos(ra, faults(), 8).await;
+    env.inject_chaos(rb, faults(), 9).await;
+    let parts = split_records(&all, 2);
+    let producer = a.aggregating_producer(&stream);
+    let mut child = spawn_replicator(&env, &stream, ra, rb, &table);
+    produce_all(&producer, parts[0], deadline()).await;
+    reshard(&a, &stream, Reshard::Split).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut child = spawn_replicator(&env, &stream, ra, rb, &table);
+    produce_all(&producer, parts[1], deadline()).await;
+    let verdicts = verify("aggregated", [&a, &b], &stream, &all).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    env.clear_faults_in(ra).await;
+    env.clear_faults_in(rb).await;
+    assert!(verdicts.iter().all(|v| *v == Verdict::CLEAN), "{verdicts:?}");
+}

@@ -11,8 +11,8 @@ use esdk::keyring::kms::{KmsClient, KmsMrkKeyring, MeteredKmsClient};
 use esdk::{CachingCmm, Client, DefaultCmm, LocalCache, MaterialsManager};
 use esdk_kinesis::record::{CommitTimeInContext, RecordCodec, EC_STREAM};
 use esdk_kinesis::{
-    Advance, ConsumeOutcome, Consumer, ControlTable, Producer, PutConfig, ReaderConfig, Replicator, ReplicatorBuilder,
-    SourceRecord, StartPosition, StreamReader,
+    Advance, AggregatingProducer, Aggregation, ConsumeOutcome, Consumer, ControlTable, Producer, PutConfig, PutReport,
+    ReaderConfig, Replicator, ReplicatorBuilder, SourceRecord, StartPosition, StreamReader,
 };
 
 use crate::aws::Endpoint;
@@ -69,6 +69,11 @@ impl Side {
             .with_put_config(test_put())
             .unwrap()
             .with_flag_ttl(Duration::ZERO)
+    }
+
+    /// An aggregating producer checking this Region's flag (16 buckets).
+    pub fn aggregating_producer(&self, stream: &str) -> AggregatingProducer {
+        self.producer(stream).aggregating(Aggregation::default().buckets(16))
     }
 
     /// A consumer expecting the stream in the context; with a group, checkpointing in this
@@ -165,23 +170,62 @@ pub fn changes(n: usize, keys: usize) -> Vec<Change> {
     (0..n).map(|i| change(i, keys, base, spacing)).collect()
 }
 
-/// Puts every change, retrying what failed (in order per key) until `deadline`.
-pub async fn produce_all(producer: &Producer, changes: &[Change], deadline: Instant) {
+/// As [`changes`], each payload padded to `len` bytes (a CDC row of that size).
+pub fn changes_of_size(n: usize, keys: usize, len: usize) -> Vec<Change> {
+    let mut all = changes(n, keys);
+    for c in &mut all {
+        // Pad inside the JSON object so the payload stays JSON.
+        let pad = len.saturating_sub(c.payload.len() + 12);
+        c.payload.truncate(c.payload.len() - 1);
+        c.payload.extend_from_slice(format!(r#", "Pad": "{}"}}"#, "x".repeat(pad)).as_bytes());
+    }
+    all
+}
+
+/// A producer of either mode.
+pub trait Put: Sync {
+    fn put_changes<'a>(&'a self, changes: &'a [&'a Change])
+        -> impl std::future::Future<Output = PutReport> + Send + 'a;
+}
+
+impl Put for Producer {
+    fn put_changes<'a>(
+        &'a self,
+        changes: &'a [&'a Change],
+    ) -> impl std::future::Future<Output = PutReport> + Send + 'a {
+        self.put(changes.iter().map(|c| (c.key.as_str(), c.payload.as_slice(), Some(c.commit_time))))
+    }
+}
+
+impl Put for AggregatingProducer {
+    fn put_changes<'a>(
+        &'a self,
+        changes: &'a [&'a Change],
+    ) -> impl std::future::Future<Output = PutReport> + Send + 'a {
+        self.put(changes.iter().map(|c| (c.key.as_str(), c.payload.as_slice(), Some(c.commit_time))))
+    }
+}
+
+/// Puts every change (500 per call), retrying what failed (in order per key) until
+/// `deadline`; returns the reports of every call.
+pub async fn produce_all(producer: &impl Put, changes: &[Change], deadline: Instant) -> Vec<PutReport> {
+    let mut reports = Vec::new();
     for chunk in changes.chunks(500) {
         let mut pending: Vec<&Change> = chunk.iter().collect();
         while !pending.is_empty() {
-            let report =
-                producer.put(pending.iter().map(|c| (c.key.as_str(), c.payload.as_slice(), Some(c.commit_time)))).await;
+            let report = producer.put_changes(&pending).await;
             if let Some(f) = report.failed.iter().find(|f| !f.error.is_retryable()) {
                 panic!("record {} cannot be put: {}", f.index, f.error);
             }
             pending = report.failed.iter().map(|f| pending[f.index]).collect();
+            reports.push(report);
             assert!(Instant::now() < deadline, "{} changes still not put", pending.len());
             if !pending.is_empty() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     }
+    reports
 }
 
 /// What a consumer delivered, per partition key in delivery order.

@@ -1,0 +1,289 @@
+//! The aggregating producer: many user records per ESDK message, in the KPL aggregation format.
+//!
+//! **Buckets, not shards.** User records are grouped by the bucket of their partition key (its
+//! MD5, as Kinesis hashes it, scaled to [`Aggregation::buckets`] equal ranges of the hash-key
+//! space), and every aggregate of a bucket is put under that bucket's one outer partition key
+//! (a key whose own hash falls in the bucket's range). So every record of a partition key
+//! travels under the same outer key for the life of the stream: at the source and, because the
+//! replicator keeps partition keys, at the destination, whatever either stream's shard map is
+//! and however it is resharded. Grouping by the source's shards instead (as the KPL does) would
+//! send a key's records under different outer keys before and after a split, which the
+//! destination may place in shards it reads in parallel. With shards that split the hash space
+//! evenly (the default), a bucket's outer key lands in the shard its user keys hash to.
+//!
+//! **Order and size.** A bucket's aggregates are put one per `PutRecords` round, in order (the
+//! producer's per-key rule on the outer key). An aggregate is flushed when the next record would
+//! not fit the stream's record limit (exact: the aggregate's length is predicted from the
+//! header the codec writes, outer key counted), at [`Aggregation::max_records`], and at the end
+//! of each [`AggregatingProducer::put`]; a record too large to share an aggregate is sent in one
+//! of its own, and one too large even alone is refused before anything is sent, with the
+//! largest payload that fits.
+
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use crate::aggregate::{bucket_of, bucket_partition_key, AggregateBuilder};
+use crate::producer::{FailedRecord, Producer, PutRecordResult, PutReport};
+use crate::put::{put_ordered, EntryOutcome};
+use crate::record::EncryptedRecord;
+use crate::KinesisError;
+
+/// How an [`AggregatingProducer`] groups records.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Aggregation {
+    /// Buckets of the hash-key space (default 64). Never change it for a stream that has
+    /// records in flight: a key whose bucket changes moves to another outer partition key.
+    /// Use at least four times the stream's shard count so that buckets spread over shards.
+    pub buckets: u32,
+    /// User records per aggregate at most (default 100,000).
+    pub max_records: usize,
+}
+
+impl Default for Aggregation {
+    fn default() -> Self {
+        Self { buckets: 64, max_records: 100_000 }
+    }
+}
+
+impl Aggregation {
+    /// Buckets of the hash-key space (at least 1).
+    pub fn buckets(mut self, buckets: u32) -> Self {
+        self.buckets = buckets.max(1);
+        self
+    }
+
+    /// User records per aggregate at most (at least 1).
+    pub fn max_records(mut self, n: usize) -> Self {
+        self.max_records = n.max(1);
+        self
+    }
+}
+
+/// An aggregate being filled: the builder and which inputs it holds.
+struct Open {
+    builder: AggregateBuilder,
+    members: Vec<usize>,
+    earliest: Option<SystemTime>,
+}
+
+impl Open {
+    fn new() -> Self {
+        Self { builder: AggregateBuilder::new(), members: Vec::new(), earliest: None }
+    }
+}
+
+/// A sealed aggregate of one bucket.
+struct Sealed {
+    bucket: usize,
+    bytes: zeroize::Zeroizing<Vec<u8>>,
+    members: Vec<usize>,
+    earliest: Option<SystemTime>,
+}
+
+/// The largest payload a record of `key` can have in an aggregate of its own of at most
+/// `budget` bytes.
+fn max_single_payload(key: &str, budget: usize) -> Option<usize> {
+    if AggregateBuilder::single_len(key, 0) > budget {
+        return None;
+    }
+    let (mut lo, mut hi) = (0usize, budget);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if AggregateBuilder::single_len(key, mid) <= budget {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Some(lo)
+}
+
+/// Encrypts user records in aggregates and puts them; see the module documentation.
+pub struct AggregatingProducer {
+    producer: Producer,
+    config: Aggregation,
+    outer_keys: Vec<String>,
+    /// Per bucket, the largest aggregate that fits (computed once from the codec's header).
+    budgets: Mutex<Option<Vec<u64>>>,
+}
+
+impl Producer {
+    /// This producer in aggregating mode.
+    pub fn aggregating(self, config: Aggregation) -> AggregatingProducer {
+        let outer_keys = (0..config.buckets).map(|b| bucket_partition_key(b, config.buckets)).collect();
+        AggregatingProducer { producer: self, config, outer_keys, budgets: Mutex::new(None) }
+    }
+}
+
+impl AggregatingProducer {
+    /// The producer underneath (its codec, stream and put settings).
+    pub fn producer(&self) -> &Producer {
+        &self.producer
+    }
+
+    /// Buckets of the hash-key space.
+    pub fn buckets(&self) -> u32 {
+        self.config.buckets
+    }
+
+    /// The outer partition key of the aggregates holding records of `partition_key`.
+    pub fn outer_key(&self, partition_key: &str) -> &str {
+        &self.outer_keys[bucket_of(partition_key, self.config.buckets) as usize]
+    }
+
+    async fn budgets(&self) -> crate::Result<Vec<u64>> {
+        if let Some(b) = self.budgets.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Ok(b);
+        }
+        let b = self.producer.codec().aggregate_budgets(&self.outer_keys).await?;
+        *self.budgets.lock().unwrap_or_else(|p| p.into_inner()) = Some(b.clone());
+        Ok(b)
+    }
+
+    /// Aggregates `records` (partition key, payload, commit time) per bucket, encrypts each
+    /// aggregate and puts them, in order per bucket. The report accounts for every input
+    /// record: put (with its aggregate's sequence number and its sub-sequence number) or
+    /// failed. The records are collected first, so the future holds no iterator.
+    pub fn put<'a, I>(&'a self, records: I) -> impl std::future::Future<Output = PutReport> + Send + 'a
+    where
+        I: IntoIterator<Item = (&'a str, &'a [u8], Option<SystemTime>)>,
+    {
+        let records: Vec<(&'a str, &'a [u8], Option<SystemTime>)> = records.into_iter().collect();
+        self.put_collected(records)
+    }
+
+    async fn put_collected(&self, records: Vec<(&str, &[u8], Option<SystemTime>)>) -> PutReport {
+        if let Err(e) = self.producer.check_region().await {
+            return PutReport::refused(records.iter().map(|r| r.0), &e);
+        }
+        let budgets = match self.budgets().await {
+            Ok(b) => b,
+            Err(e) => return PutReport::refused(records.iter().map(|r| r.0), &e),
+        };
+        let mut report = PutReport::default();
+        let sealed = self.fill(&records, &budgets, &mut report);
+        let mut encrypted: Vec<(Sealed, EncryptedRecord)> = Vec::with_capacity(sealed.len());
+        for s in sealed {
+            let key = &self.outer_keys[s.bucket];
+            match self.producer.codec().encrypt_aggregate(key, &s.bytes, s.earliest).await {
+                Ok(e) => encrypted.push((s, e)),
+                Err(e) => {
+                    let e = KinesisError::from(e);
+                    for &i in &s.members {
+                        report.failed.push(FailedRecord {
+                            index: i,
+                            partition_key: records[i].0.to_owned(),
+                            error: e.for_each_record(),
+                        });
+                    }
+                }
+            }
+        }
+        self.send(&records, encrypted, &mut report).await;
+        report.failed.sort_by_key(|f| f.index);
+        report.put.sort_by_key(|p| p.index);
+        report
+    }
+
+    /// Groups the records into sealed aggregates, per bucket in input order; records that
+    /// cannot fit even alone are reported.
+    fn fill(
+        &self,
+        records: &[(&str, &[u8], Option<SystemTime>)],
+        budgets: &[u64],
+        report: &mut PutReport,
+    ) -> Vec<Sealed> {
+        let mut open: Vec<Option<Open>> = (0..self.outer_keys.len()).map(|_| None).collect();
+        let mut sealed = Vec::new();
+        let seal = |bucket: usize, o: Open, sealed: &mut Vec<Sealed>| {
+            sealed.push(Sealed { bucket, bytes: o.builder.finish(), members: o.members, earliest: o.earliest })
+        };
+        for (i, &(key, payload, commit_time)) in records.iter().enumerate() {
+            let bucket = bucket_of(key, self.config.buckets) as usize;
+            let budget = budgets[bucket] as usize;
+            if AggregateBuilder::single_len(key, payload.len()) > budget {
+                // The message around the aggregate takes what the budget leaves of the limit.
+                let limit = u64::from(self.producer.codec().record_limit());
+                let outer = self.outer_keys[bucket].len() as u64;
+                let predicted = limit - budget as u64 + AggregateBuilder::single_len(key, payload.len()) as u64;
+                report.failed.push(FailedRecord {
+                    index: i,
+                    partition_key: key.to_owned(),
+                    error: KinesisError::Esdk(esdk::Error::TooLargeAfterEncryption {
+                        plaintext_len: payload.len() as u64,
+                        predicted_len: predicted,
+                        extra_len: outer,
+                        limit,
+                        max_plaintext: max_single_payload(key, budget).map(|m| m as u64),
+                    }),
+                });
+                continue;
+            }
+            let o = open[bucket].get_or_insert_with(Open::new);
+            if !o.builder.is_empty()
+                && (o.builder.serialized_len_with(key, payload.len()) > budget
+                    || o.builder.len() >= self.config.max_records)
+            {
+                if let Some(full) = open[bucket].replace(Open::new()) {
+                    seal(bucket, full, &mut sealed);
+                }
+            }
+            let Some(o) = open[bucket].as_mut() else { continue };
+            o.builder.push(key, payload);
+            o.members.push(i);
+            o.earliest = match (o.earliest, commit_time) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        for (bucket, o) in open.into_iter().enumerate() {
+            if let Some(o) = o.filter(|o| !o.builder.is_empty()) {
+                seal(bucket, o, &mut sealed);
+            }
+        }
+        sealed
+    }
+
+    async fn send(
+        &self,
+        records: &[(&str, &[u8], Option<SystemTime>)],
+        encrypted: Vec<(Sealed, EncryptedRecord)>,
+        report: &mut PutReport,
+    ) {
+        let entries: Vec<(&str, &Bytes)> = encrypted.iter().map(|(_, e)| (e.partition_key.as_str(), &e.data)).collect();
+        let (outcomes, stats) =
+            put_ordered(self.producer.client(), self.producer.stream(), &entries, self.producer.put_config()).await;
+        report.requests += stats.requests;
+        report.retried += stats.retried_entries;
+        for ((sealed, record), outcome) in encrypted.iter().zip(outcomes) {
+            match outcome {
+                EntryOutcome::Put { sequence_number, shard_id } => {
+                    report.count_record(record.data.len(), record.partition_key.len());
+                    for (sub, &i) in sealed.members.iter().enumerate() {
+                        report.plaintext_bytes += records[i].1.len() as u64;
+                        report.put.push(PutRecordResult {
+                            index: i,
+                            shard_id: shard_id.clone(),
+                            sequence_number: sequence_number.clone(),
+                            sub_sequence: Some(sub as u64),
+                            message_id: record.message_id().to_vec(),
+                            record_len: record.data.len(),
+                        });
+                    }
+                }
+                EntryOutcome::Failed(e) => {
+                    for &i in &sealed.members {
+                        report.failed.push(FailedRecord {
+                            index: i,
+                            partition_key: records[i].0.to_owned(),
+                            error: e.for_each_record(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The KPL de-aggregator (`esdk_kinesis::aggregate::deaggregate`) on arbitrary plaintext, as a
+//! hostile or buggy producer holding the key could encrypt it: errors, never panics; bounded by
+//! the input; whatever parses re-aggregates to the same user records.
+#![no_main]
+
+use esdk_kinesis::aggregate::{deaggregate, AggregateBuilder, MAGIC};
+use libfuzzer_sys::fuzz_target;
+use md5::{Digest, Md5};
+
+fn check(bytes: &[u8]) {
+    let Ok(users) = deaggregate(&bytes::Bytes::copy_from_slice(bytes)) else { return };
+    assert!(!users.is_empty(), "an empty aggregate is refused");
+    let total: usize = users.iter().map(|u| u.data.len() + u.partition_key.len()).sum();
+    assert!(total <= bytes.len(), "user records come from the input");
+    let mut again = AggregateBuilder::new();
+    for u in &users {
+        again.push(&u.partition_key, &u.data);
+    }
+    let again = deaggregate(&bytes::Bytes::from(again.finish().to_vec())).expect("a rebuilt aggregate parses");
+    assert_eq!(again.len(), users.len());
+    for (a, b) in again.iter().zip(&users) {
+        assert_eq!((&a.partition_key, &a.data[..]), (&b.partition_key, &b.data[..]));
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    check(data);
+    // With the magic and a matching MD5, so that the protobuf and its indexes are reached.
+    let mut framed = MAGIC.to_vec();
+    framed.extend_from_slice(data);
+    framed.extend_from_slice(&Md5::digest(data));
+    check(&framed);
+});
