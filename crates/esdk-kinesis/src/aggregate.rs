@@ -117,7 +117,23 @@ pub enum AggregateError {
     /// An aggregate with no user record (deaggregators would silently drop the Kinesis record).
     #[error("aggregate holds no user record")]
     Empty,
+    /// A table entry Kinesis itself would refuse: a partition key of 0 or more than 256
+    /// characters, or an explicit hash key of more than 39 digits (a 128-bit decimal).
+    #[error("aggregate {table} #{index} has {chars} characters; Kinesis allows 1..={max}")]
+    TableEntry {
+        /// `partition key` or `explicit hash key`.
+        table: &'static str,
+        /// Its position in the table.
+        index: usize,
+        /// Its length in characters.
+        chars: usize,
+        /// The Kinesis limit.
+        max: usize,
+    },
 }
+
+/// Explicit hash keys are decimal 128-bit integers.
+const MAX_HASH_KEY_DIGITS: usize = 39;
 
 /// Builds one aggregate, tracking its exact serialized length. The protobuf is written as
 /// records are added (partition key table and records in two buffers, joined in field order by
@@ -264,6 +280,10 @@ pub fn deaggregate(bytes: &bytes::Bytes) -> Result<Vec<UserRecord>, AggregateErr
         return Err(AggregateError::Empty);
     }
     let AggregatedRecord { partition_key_table: keys, explicit_hash_key_table: hash_keys, records } = message;
+    // Each user record gets its own copy of its keys: Kinesis' own limits on them bound that
+    // copy (and so the memory a hostile aggregate can make us spend) per record.
+    check_table("partition key", &keys, crate::record::MAX_PARTITION_KEY_CHARS)?;
+    check_table("explicit hash key", &hash_keys, MAX_HASH_KEY_DIGITS)?;
     records
         .into_iter()
         .enumerate()
@@ -290,6 +310,16 @@ pub fn deaggregate(bytes: &bytes::Bytes) -> Result<Vec<UserRecord>, AggregateErr
             Ok(UserRecord { partition_key, explicit_hash_key, data: r.data })
         })
         .collect()
+}
+
+fn check_table(table: &'static str, entries: &[String], max: usize) -> Result<(), AggregateError> {
+    for (index, entry) in entries.iter().enumerate() {
+        let chars = entry.chars().count();
+        if chars == 0 || chars > max {
+            return Err(AggregateError::TableEntry { table, index, chars, max });
+        }
+    }
+    Ok(())
 }
 
 /// Whether `bytes` start like an aggregate (magic and room for a trailer); nothing is checked.
@@ -399,6 +429,26 @@ mod tests {
         let digest = Md5::digest(&garbage[4..]);
         garbage.extend_from_slice(&digest);
         assert!(matches!(deaggregate(&bytes::Bytes::from(garbage)), Err(AggregateError::Protobuf(_))));
+    }
+
+    #[test]
+    fn records_sharing_a_key_and_keys_kinesis_would_refuse() {
+        // Several records naming one table entry: found by the fuzzer as a wrong bound in its
+        // own check (keys are shared, so their lengths may sum past the input's).
+        let key = "k".repeat(256);
+        let mut b = AggregateBuilder::new();
+        for _ in 0..3 {
+            b.push(&key, b"x");
+        }
+        let users = deaggregate(&bytes::Bytes::from(b.finish().to_vec())).unwrap();
+        assert_eq!(users.len(), 3);
+        assert!(users.iter().all(|u| u.partition_key == key));
+        let mut b = AggregateBuilder::new();
+        b.push(&"k".repeat(257), b"x");
+        assert_eq!(
+            deaggregate(&bytes::Bytes::from(b.finish().to_vec())),
+            Err(AggregateError::TableEntry { table: "partition key", index: 0, chars: 257, max: 256 })
+        );
     }
 
     #[test]
