@@ -20,6 +20,8 @@ use esdk::{
 use esdk_cli::keyspec::{self, WrappingKeys};
 use serde_json::{json, Value};
 
+mod kinesis;
+
 #[derive(Parser)]
 #[command(name = "esdk", version, about = "Encrypt, decrypt and inspect AWS Encryption SDK messages", long_about = None)]
 struct Cli {
@@ -38,6 +40,11 @@ enum Command {
     Decrypt(DecryptArgs),
     /// Print a message's header as JSON, without any key.
     Inspect(InspectArgs),
+    /// Operate the cross-Region Kinesis replication: set up, fail over, report.
+    Kinesis {
+        #[command(subcommand)]
+        command: kinesis::KinesisCommand,
+    },
 }
 
 /// The spec's policy names, as aws-encryption-cli spells them.
@@ -229,7 +236,7 @@ fn main() -> ExitCode {
     match &mut cli.command {
         Command::Encrypt(a) => a.common.wrapping_key_groups = groups,
         Command::Decrypt(a) => a.common.wrapping_key_groups = groups,
-        Command::Inspect(_) => {}
+        Command::Inspect(_) | Command::Kinesis { .. } => {}
     }
     if cli.verbose > 0 {
         let level = if cli.verbose > 1 { tracing::Level::TRACE } else { tracing::Level::DEBUG };
@@ -239,6 +246,7 @@ fn main() -> ExitCode {
         Command::Encrypt(args) => encrypt(args),
         Command::Decrypt(args) => decrypt(args),
         Command::Inspect(args) => inspect(args),
+        Command::Kinesis { command } => kinesis::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

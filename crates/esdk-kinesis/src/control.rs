@@ -11,6 +11,9 @@
 //!   numeric order), optional `watermark` (RFC 3339: a lower bound of the commit times of the
 //!   records after the checkpoint, see [`crate::Replicator`]), `finished` (BOOL: the shard is
 //!   closed and replicated to its end), `updated_at`.
+//! - `pk = "lease#<stream>#<source Region>"`, `sk = "owner"`: the long-running replicator that
+//!   owns the replication of the stream (`owner`, `expires_at` in epoch milliseconds), taken over
+//!   by another instance only after it expired.
 //! - `pk = "consumer#<group>#<stream>#<Region>"`, `sk = <shard id>`: a consumer group's
 //!   position (`sequence_number`, `sub_sequence`, `finished`) and the identities of the records it
 //!   delivered last (`identities`, B), written together after the application acknowledged them.
@@ -142,6 +145,16 @@ pub struct ConsumerPosition {
     pub identities: Vec<[u8; 16]>,
 }
 
+/// Who owns a stream's replication, and until when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Lease {
+    /// The owner's id.
+    pub owner: String,
+    /// When it expires unless renewed.
+    pub expires_at: SystemTime,
+}
+
 /// Handle on one control table in one Region.
 #[derive(Clone, Debug)]
 pub struct ControlTable {
@@ -178,6 +191,28 @@ impl ControlTable {
 
     fn bad(&self, reason: impl Into<String>) -> KinesisError {
         KinesisError::ControlTable { table: self.table.clone(), reason: reason.into() }
+    }
+
+    /// Waits (up to `timeout`) until the table is ACTIVE (a new table takes seconds in AWS).
+    pub async fn wait_until_active(&self, timeout: Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let out = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(|e| self.err("DescribeTable", &e))?;
+            let status = out.table().and_then(|t| t.table_status()).map(|s| s.as_str().to_owned());
+            if status.as_deref() == Some("ACTIVE") {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(self.bad(format!("the table is still {} after {timeout:?}", status.unwrap_or_default())));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// Creates the table with the schema above unless it exists; returns whether it created it.
@@ -362,6 +397,24 @@ impl ControlTable {
         Ok(())
     }
 
+    /// Marks a shard replicated to its end without moving its position (Lambda mode: the event
+    /// source mapping reads a child shard only after its parents are read to their end, so the
+    /// first checkpoint of a child finishes its parents). Its watermark no longer counts.
+    pub async fn finish_shard(&self, stream: &str, source_region: &str, shard_id: &str) -> Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&checkpoint_pk(stream, source_region)))
+            .key("sk", s(shard_id))
+            .update_expression("SET finished = :yes, updated_at = :now REMOVE watermark")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":now", s(&now_rfc3339()))
+            .send()
+            .await
+            .map_err(|e| self.err("UpdateItem", &e))?;
+        Ok(())
+    }
+
     /// What the table knows about one source shard.
     pub async fn shard_progress(
         &self,
@@ -405,6 +458,79 @@ impl ControlTable {
                 .or_else(|| Some(SystemTime::now()))
         };
         Ok(ResumePoint { from, shards })
+    }
+
+    /// Takes (or renews) the replication lease of `stream` read from `source_region` for `owner`
+    /// until `ttl` from now, if it is free, expired or already `owner`'s. `Ok(None)`: another
+    /// instance holds it (returned as `Err` only for failed calls).
+    pub async fn acquire_lease(
+        &self,
+        stream: &str,
+        source_region: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        let now = epoch_millis(SystemTime::now());
+        let expires_at = SystemTime::now() + ttl;
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&lease_pk(stream, source_region)))
+            .item("sk", s("owner"))
+            .item("owner", s(owner))
+            .item("expires_at", n(epoch_millis(expires_at)))
+            .item("updated_at", s(&now_rfc3339()))
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now OR #o = :me")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":me", s(owner));
+        match put.send().await {
+            Ok(_) => Ok(Some(Lease { owner: owner.to_owned(), expires_at })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(None),
+            Err(e) => Err(self.err("PutItem", &e)),
+        }
+    }
+
+    /// Gives the lease up (if `owner` holds it), so a standby takes over at once.
+    pub async fn release_lease(&self, stream: &str, source_region: &str, owner: &str) -> Result<()> {
+        let delete = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(&lease_pk(stream, source_region)))
+            .key("sk", s("owner"))
+            .condition_expression("#o = :me")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":me", s(owner));
+        match delete.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(self.err("DeleteItem", &e)),
+        }
+    }
+
+    /// The current lease holder, if any (expired leases included: check `expires_at`).
+    pub async fn lease(&self, stream: &str, source_region: &str) -> Result<Option<Lease>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&lease_pk(stream, source_region)))
+            .key("sk", s("owner"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.err("GetItem", &e))?;
+        out.item()
+            .map(|item| {
+                let ms = self.number(item, "expires_at")?;
+                Ok(Lease {
+                    owner: self.string(item, "owner")?.to_owned(),
+                    expires_at: SystemTime::UNIX_EPOCH + Duration::from_millis(ms),
+                })
+            })
+            .transpose()
     }
 
     /// A consumer group's positions in every shard of `stream` in `region`.
@@ -554,6 +680,14 @@ fn flag_pk(stream: &str) -> String {
 
 fn checkpoint_pk(stream: &str, source_region: &str) -> String {
     format!("checkpoint#{stream}#{source_region}")
+}
+
+fn lease_pk(stream: &str, source_region: &str) -> String {
+    format!("lease#{stream}#{source_region}")
+}
+
+fn epoch_millis(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn consumer_pk(group: &str, stream: &str, region: &str) -> String {

@@ -59,6 +59,15 @@ pub enum KinesisError {
     /// A Lambda event could not be read.
     #[error("invalid Kinesis Lambda event: {0}")]
     InvalidEvent(String),
+    /// A Lambda event from a stream or Region the replicator is not configured for: nothing
+    /// of it was forwarded.
+    #[error("refused an event from {event_source_arn:?}: this replicator reads {expected}; nothing was forwarded (fix the event source mapping or the function's ESDK_SOURCE_STREAM / Region)")]
+    ForeignSource {
+        /// The record's `eventSourceARN`.
+        event_source_arn: String,
+        /// What the replicator reads.
+        expected: String,
+    },
     /// Bad configuration.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

@@ -1,67 +1,166 @@
-//! The replicator as an AWS Lambda handler for a Kinesis event source mapping with
-//! `ReportBatchItemFailures`: Kinesis event JSON in, `batchItemFailures` JSON out. Any Lambda
-//! runtime crate can call [`Replicator::handle_lambda_event`] with the raw event.
+//! The replicator behind a Lambda event source mapping with `ReportBatchItemFailures`: the
+//! mapping reads the source stream and hands batches of one shard over; [`LambdaReplicator`]
+//! forwards them, checkpoints them (the failover watermark needs the checkpoints even though the
+//! mapping keeps its own position), registers shards the table does not know and marks parents
+//! finished, and names the records Lambda must retry. The `esdk-replicator` binary runs it on
+//! `lambda_runtime`.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::collections::{HashMap, HashSet};
 
-use base64::Engine as _;
-use serde_json::{json, Value};
+use crate::{BatchOutcome, CheckpointWrite, KinesisError, Replicator, Result, SourceRecord};
 
-use crate::{KinesisError, Replicator, Result, SourceRecord};
+/// A Kinesis stream ARN, `arn:<partition>:kinesis:<region>:<account>:stream/<name>` (the
+/// `eventSourceARN` of every record of an event).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamArn {
+    /// Partition (`aws`, `aws-cn`, ...).
+    pub partition: String,
+    /// Region.
+    pub region: String,
+    /// Account id.
+    pub account: String,
+    /// Stream name.
+    pub stream: String,
+}
 
-/// Records in one event (the event source mapping allows at most 10,000).
-const MAX_EVENT_RECORDS: usize = 10_000;
-
-/// Reads the records of a Kinesis Lambda event (`Records[].kinesis`, shard from `eventID`).
-pub fn parse_event(event: &Value) -> Result<Vec<SourceRecord>> {
-    let bad = |what: &str| KinesisError::InvalidEvent(what.to_owned());
-    let records = event.get("Records").and_then(Value::as_array).ok_or_else(|| bad("no Records array"))?;
-    if records.len() > MAX_EVENT_RECORDS {
-        return Err(bad(&format!("{} records, more than the {MAX_EVENT_RECORDS} an event can hold", records.len())));
-    }
-    records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let k = r.get("kinesis").ok_or_else(|| bad(&format!("record {i} has no kinesis object")))?;
-            let field = |name: &str| {
-                k.get(name).and_then(Value::as_str).ok_or_else(|| bad(&format!("record {i} lacks kinesis.{name}")))
-            };
-            let data = base64::engine::general_purpose::STANDARD
-                .decode(field("data")?)
-                .map_err(|e| bad(&format!("record {i}: kinesis.data is not base64: {e}")))?;
-            let event_id = r.get("eventID").and_then(Value::as_str).unwrap_or_default();
-            let shard_id = event_id.split_once(':').map_or("", |(s, _)| s);
-            let arrival = k
-                .get("approximateArrivalTimestamp")
-                .and_then(Value::as_f64)
-                .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e11)
-                .map(|s| UNIX_EPOCH + Duration::from_secs_f64(s));
-            Ok(SourceRecord {
-                shard_id: shard_id.to_owned(),
-                sequence_number: field("sequenceNumber")?.to_owned(),
-                partition_key: field("partitionKey")?.to_owned(),
-                data: data.into(),
-                arrival,
-            })
+impl StreamArn {
+    /// Parses a stream ARN (a consumer ARN `.../consumer/...` names its stream too).
+    pub fn parse(arn: &str) -> Result<Self> {
+        let bad = |why: &str| KinesisError::InvalidEvent(format!("eventSourceARN {arn:?} {why}"));
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        let [prefix, partition, service, region, account, resource] = parts[..] else {
+            return Err(bad("is not an ARN"));
+        };
+        if prefix != "arn" || service != "kinesis" {
+            return Err(bad("is not a Kinesis ARN"));
+        }
+        let stream = resource
+            .strip_prefix("stream/")
+            .map(|s| s.split_once("/consumer/").map_or(s, |(stream, _)| stream))
+            .filter(|s| !s.is_empty() && !s.contains('/'))
+            .ok_or_else(|| bad("names no stream"))?;
+        if partition.is_empty() || region.is_empty() {
+            return Err(bad("lacks a partition or Region"));
+        }
+        Ok(Self {
+            partition: partition.to_owned(),
+            region: region.to_owned(),
+            account: account.to_owned(),
+            stream: stream.to_owned(),
         })
-        .collect()
+    }
 }
 
-/// The handler response naming the records Lambda must retry (it resumes at the lowest).
-pub fn batch_item_failures<'a>(sequence_numbers: impl IntoIterator<Item = &'a str>) -> Value {
-    let items: Vec<Value> = sequence_numbers.into_iter().map(|s| json!({ "itemIdentifier": s })).collect();
-    json!({ "batchItemFailures": items })
+/// What one invocation did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct LambdaBatch {
+    /// The replication outcome (`None`: the batch failed as a whole, see `error`).
+    pub outcome: Option<BatchOutcome>,
+    /// Why the whole batch failed (every shard is retried from its first record).
+    pub error: Option<KinesisError>,
+    /// Sequence numbers for `batchItemFailures`: per shard, the first record not handled
+    /// (Lambda retries from the lowest, and checkpoints the mapping before it).
+    pub failures: Vec<String>,
 }
 
-impl Replicator {
-    /// Handles one Kinesis event. An error (e.g. the control table unreachable) should fail the
-    /// invocation so Lambda retries the whole batch; partial failures come back as
-    /// `batchItemFailures`.
-    pub async fn handle_lambda_event(&self, event: &Value) -> Result<Value> {
-        let records = parse_event(event)?;
-        let outcome = self.replicate_records(&records, &[]).await?;
-        Ok(batch_item_failures(outcome.failed.iter().map(|(_, seq)| seq.as_str())))
+#[derive(Default)]
+struct KnownShards {
+    /// Parents of every shard listed.
+    parents: HashMap<String, Vec<String>>,
+    /// Shards marked finished in the control table.
+    finished: HashSet<String>,
+}
+
+/// A [`Replicator`] driven by a Lambda event source mapping (see the module docs).
+pub struct LambdaReplicator {
+    replicator: Replicator,
+    source: aws_sdk_kinesis::Client,
+    shards: tokio::sync::Mutex<KnownShards>,
+}
+
+impl LambdaReplicator {
+    /// `source`: a Kinesis client of the source Region (for `ListShards` only).
+    pub fn new(replicator: Replicator, source: aws_sdk_kinesis::Client) -> Self {
+        Self { replicator, source, shards: tokio::sync::Mutex::default() }
+    }
+
+    /// The replicator.
+    pub fn replicator(&self) -> &Replicator {
+        &self.replicator
+    }
+
+    /// Lists the source stream's shards and registers those the control table does not know
+    /// (so the failover watermark covers shards the mapping has not invoked the function for).
+    pub async fn sync_shards(&self) -> Result<()> {
+        let listed = crate::reader::list_shards(&self.source, self.replicator.stream()).await?;
+        self.replicator.register(&listed).await?;
+        let mut known = self.shards.lock().await;
+        for info in listed {
+            known.parents.insert(info.shard_id.clone(), info.parents().map(str::to_owned).collect());
+        }
+        Ok(())
+    }
+
+    /// Replicates the records of one invocation (in the mapping's order).
+    pub async fn handle(&self, records: &[SourceRecord]) -> LambdaBatch {
+        if records.is_empty() {
+            return LambdaBatch::default();
+        }
+        let first_of_each_shard = || {
+            let mut seen = HashSet::new();
+            records
+                .iter()
+                .filter(|r| seen.insert(r.shard_id.as_str()))
+                .map(|r| r.sequence_number.clone())
+                .collect::<Vec<_>>()
+        };
+        let unknown = {
+            let known = self.shards.lock().await;
+            records.iter().any(|r| !known.parents.contains_key(&r.shard_id))
+        };
+        if unknown {
+            if let Err(e) = self.sync_shards().await {
+                return LambdaBatch { outcome: None, error: Some(e), failures: first_of_each_shard() };
+            }
+        }
+        match self.replicator.replicate_records(records, &[]).await {
+            Err(e) => LambdaBatch { outcome: None, error: Some(e), failures: first_of_each_shard() },
+            Ok(outcome) => {
+                self.finish_parents(&outcome).await;
+                let failures = outcome.failed.iter().map(|(_, seq)| seq.clone()).collect();
+                LambdaBatch { outcome: Some(outcome), error: None, failures }
+            }
+        }
+    }
+
+    /// The mapping reads a child only after its parents are read to their end: once a child is
+    /// checkpointed, its parents are finished (and leave the failover watermark).
+    async fn finish_parents(&self, outcome: &BatchOutcome) {
+        let mut known = self.shards.lock().await;
+        let moved: Vec<String> = outcome
+            .checkpoints
+            .iter()
+            .filter(|(_, w)| matches!(w, CheckpointWrite::Written | CheckpointWrite::Stale { .. }))
+            .map(|(cp, _)| cp.shard_id.clone())
+            .collect();
+        for child in moved {
+            let parents = known.parents.get(&child).cloned().unwrap_or_default();
+            for parent in parents {
+                if known.finished.contains(&parent) {
+                    continue;
+                }
+                let r = &self.replicator;
+                match r.checkpoint_table().finish_shard(r.stream(), r.source_region(), &parent).await {
+                    Ok(()) => {
+                        known.finished.insert(parent);
+                    }
+                    // The watermark of the parent stays: a failover replays more, loses nothing.
+                    Err(e) => tracing::warn!(shard = %parent, error = %e, "marking a parent shard finished failed (retried with the next batch)"),
+                }
+            }
+        }
     }
 }
 
@@ -70,23 +169,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_an_event_and_rejects_malformed_ones() {
-        let event = json!({"Records": [{
-            "kinesis": {"partitionKey": "k1", "sequenceNumber": "4959", "data": "aGVsbG8=",
-                        "approximateArrivalTimestamp": 1545084650.987, "kinesisSchemaVersion": "1.0"},
-            "eventID": "shardId-000000000006:4959", "eventSource": "aws:kinesis"
-        }]});
-        let records = parse_event(&event).unwrap();
-        assert_eq!(records.len(), 1);
-        assert_eq!(records[0].shard_id, "shardId-000000000006");
-        assert_eq!(&records[0].data[..], b"hello");
-        assert_eq!(records[0].arrival.unwrap().duration_since(UNIX_EPOCH).unwrap().as_secs(), 1545084650);
-        assert!(matches!(parse_event(&json!({})), Err(KinesisError::InvalidEvent(_))));
-        let bad = json!({"Records": [{"kinesis": {"partitionKey": "k", "sequenceNumber": "1", "data": "!!"}}]});
-        assert!(parse_event(&bad).unwrap_err().to_string().contains("base64"));
-        assert_eq!(
-            batch_item_failures(["7", "9"]),
-            json!({"batchItemFailures": [{"itemIdentifier": "7"}, {"itemIdentifier": "9"}]})
-        );
+    fn stream_arns() {
+        let arn = StreamArn::parse("arn:aws:kinesis:us-east-1:111122223333:stream/orders").unwrap();
+        assert_eq!((arn.region.as_str(), arn.stream.as_str(), arn.account.as_str()), ("us-east-1", "orders", "111122223333"));
+        let efo = StreamArn::parse("arn:aws:kinesis:eu-west-1:111122223333:stream/orders/consumer/rep:1700000000").unwrap();
+        assert_eq!(efo.stream, "orders");
+        for bad in [
+            "",
+            "orders",
+            "arn:aws:sqs:us-east-1:111122223333:orders",
+            "arn:aws:kinesis:us-east-1:111122223333:table/orders",
+            "arn:aws:kinesis::111122223333:stream/orders",
+            "arn:aws:kinesis:us-east-1:111122223333:stream/",
+        ] {
+            assert!(matches!(StreamArn::parse(bad), Err(KinesisError::InvalidEvent(_))), "{bad}");
+        }
     }
 }

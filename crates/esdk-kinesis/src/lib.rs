@@ -42,6 +42,8 @@ pub mod lambda;
 #[cfg(feature = "aws")]
 mod linger;
 #[cfg(feature = "aws")]
+pub mod ops;
+#[cfg(feature = "aws")]
 mod producer;
 #[cfg(feature = "aws")]
 mod put;
@@ -63,7 +65,7 @@ pub use consumer::{
 };
 #[cfg(feature = "aws")]
 pub use control::{
-    ActiveRegion, Checkpoint, CheckpointWrite, ConsumerPosition, ControlTable, ResumePoint, ShardProgress,
+    ActiveRegion, Checkpoint, CheckpointWrite, ConsumerPosition, ControlTable, Lease, ResumePoint, ShardProgress,
 };
 #[cfg(feature = "aws")]
 pub use dlq::{DeadLetter, DeadLetterQueue};

@@ -131,6 +131,31 @@ impl ShardInfo {
     }
 }
 
+/// Every shard of `stream` (`ListShards`, all pages).
+pub(crate) async fn list_shards(client: &aws_sdk_kinesis::Client, stream: &str) -> Result<Vec<ShardInfo>> {
+    let mut listed = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let req = match next.take() {
+            Some(token) => client.list_shards().next_token(token),
+            None => client.list_shards().stream_name(stream),
+        };
+        let out = req.send().await.map_err(|e| KinesisError::kinesis("ListShards", stream, &e))?;
+        for s in out.shards() {
+            listed.push(ShardInfo {
+                shard_id: s.shard_id().to_owned(),
+                parent: s.parent_shard_id().map(str::to_owned),
+                adjacent_parent: s.adjacent_parent_shard_id().map(str::to_owned),
+                closed: s.sequence_number_range().and_then(|r| r.ending_sequence_number()).is_some(),
+            });
+        }
+        match out.next_token() {
+            Some(t) => next = Some(t.to_owned()),
+            None => return Ok(listed),
+        }
+    }
+}
+
 struct Shard {
     info: ShardInfo,
     /// The committed position (`None`: the start position).
@@ -283,27 +308,7 @@ impl StreamReader {
     }
 
     async fn list_shards(&mut self) -> Result<()> {
-        let mut listed = Vec::new();
-        let mut next: Option<String> = None;
-        loop {
-            let req = match next.take() {
-                Some(token) => self.client.list_shards().next_token(token),
-                None => self.client.list_shards().stream_name(&self.stream),
-            };
-            let out = req.send().await.map_err(|e| KinesisError::kinesis("ListShards", &self.stream, &e))?;
-            for s in out.shards() {
-                listed.push(ShardInfo {
-                    shard_id: s.shard_id().to_owned(),
-                    parent: s.parent_shard_id().map(str::to_owned),
-                    adjacent_parent: s.adjacent_parent_shard_id().map(str::to_owned),
-                    closed: s.sequence_number_range().and_then(|r| r.ending_sequence_number()).is_some(),
-                });
-            }
-            match out.next_token() {
-                Some(t) => next = Some(t.to_owned()),
-                None => break,
-            }
-        }
+        let listed = list_shards(&self.client, &self.stream).await?;
         let now = Instant::now();
         let first_listing = self.shards.is_empty();
         for info in listed {

@@ -149,6 +149,7 @@ pub struct ReplicatorBuilder {
     put: PutConfig,
     reader: ReaderConfig,
     clock_skew: Duration,
+    flag_ttl: Duration,
 }
 
 impl ReplicatorBuilder {
@@ -210,6 +211,13 @@ impl ReplicatorBuilder {
         self
     }
 
+    /// How long the active-Region flag is trusted once read (default 1 s; it only decides the
+    /// split-brain warning and metric, never what is forwarded).
+    pub fn flag_ttl(mut self, ttl: Duration) -> Self {
+        self.flag_ttl = ttl;
+        self
+    }
+
     /// How far a header's commit time may lie after the record's arrival (default 5 s).
     pub fn clock_skew(mut self, skew: Duration) -> Self {
         self.clock_skew = skew;
@@ -236,6 +244,8 @@ impl ReplicatorBuilder {
             put: self.put,
             reader: self.reader,
             clock_skew: self.clock_skew,
+            flag_ttl: self.flag_ttl,
+            flag_cache: Mutex::new(None),
             metrics: Arc::default(),
             windows: Mutex::new(HashMap::new()),
         })
@@ -255,6 +265,8 @@ pub struct Replicator {
     put: PutConfig,
     reader: ReaderConfig,
     clock_skew: Duration,
+    flag_ttl: Duration,
+    flag_cache: Mutex<Option<(std::time::Instant, crate::ActiveRegion)>>,
     metrics: Arc<ReplicatorMetrics>,
     /// Per shard, the clamped commit times of the last records of the source Region read, and
     /// the arrival time of the last record read (the watermark of a shard that holds only
@@ -283,7 +295,25 @@ impl Replicator {
             put: PutConfig::default(),
             reader: ReaderConfig::default(),
             clock_skew: DEFAULT_CLOCK_SKEW,
+            flag_ttl: Duration::from_secs(1),
         }
+    }
+
+    /// The active-Region flag, read at most once per flag TTL.
+    async fn active_region(&self) -> Result<crate::ActiveRegion> {
+        let cached = self.flag_cache.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some((at, flag)) = cached.filter(|(at, _)| at.elapsed() < self.flag_ttl) {
+            let _ = at;
+            return Ok(flag);
+        }
+        let flag = self.flag.active_region(&self.stream).await?;
+        *self.flag_cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), flag.clone()));
+        Ok(flag)
+    }
+
+    /// The destination stream.
+    pub fn destination_stream(&self) -> &str {
+        &self.destination_stream
     }
 
     /// The counters.
@@ -366,7 +396,15 @@ impl Replicator {
         ends: &[(&str, Option<&str>)],
     ) -> Result<BatchOutcome> {
         self.metrics.batches.fetch_add(1, Ordering::Relaxed);
-        let result = self.replicate_inner(records, ends).await;
+        let span = tracing::info_span!(
+            "replicate_batch",
+            stream = %self.stream,
+            source = %self.source_region,
+            shard = records.first().map_or("", |r| r.shard_id.as_str()),
+            first_sequence_number = records.first().map_or("", |r| r.sequence_number.as_str()),
+            records = records.len(),
+        );
+        let result = tracing::Instrument::instrument(self.replicate_inner(records, ends), span).await;
         if result.is_err() {
             self.metrics.batches_failed.fetch_add(1, Ordering::Relaxed);
         }
@@ -378,7 +416,7 @@ impl Replicator {
         if records.is_empty() && ends.is_empty() {
             return Ok(outcome);
         }
-        let flag = self.flag.active_region(&self.stream).await?;
+        let flag = self.active_region().await?;
         let source_active = flag.region == self.source_region;
         outcome.active_region = Some(flag);
 
@@ -389,6 +427,13 @@ impl Replicator {
         let mut aggregates = vec![false; records.len()];
         let mut refused: Vec<(usize, String)> = Vec::new();
         for (i, r) in records.iter().enumerate() {
+            let _record = tracing::debug_span!(
+                "record",
+                shard = %r.shard_id,
+                sequence_number = %r.sequence_number,
+                message_id = %crate::record::message_id(&r.data).map(hex).unwrap_or_default(),
+            )
+            .entered();
             match self.screen(r) {
                 Screen::Forward { commit_time, aggregate } => {
                     commit_times[i] = Some(commit_time);
@@ -642,7 +687,7 @@ impl Replicator {
         result
     }
 
-    async fn register(&self, shards: &[crate::reader::ShardInfo]) -> Result<()> {
+    pub(crate) async fn register(&self, shards: &[crate::reader::ShardInfo]) -> Result<()> {
         if shards.is_empty() {
             return Ok(());
         }
@@ -720,6 +765,10 @@ impl Replicator {
         }
         Ok(())
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Logs a transient failure of the polling loop and waits (exponential backoff) before the next

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use esdk::ErrorKind;
 use esdk_kinesis::record::{RecordCodec, RecordHeader};
 use esdk_kinesis::{
-    lambda, Advance, Checkpoint, CheckpointWrite, ControlTable, DeadLetterQueue, KinesisError, Producer, PutConfig,
+    lambda::LambdaReplicator, Advance, Checkpoint, CheckpointWrite, ControlTable, DeadLetterQueue, KinesisError, Producer, PutConfig,
     SourceRecord, StartPosition, StreamReader,
 };
 use esdk_testkit::aws::Endpoint;
@@ -672,32 +672,47 @@ async fn lambda_handler_returns_batch_item_failures_and_resumes() {
     produce_all(&a.producer(&stream), &changes(10, 10), deadline()).await;
     let in_a = a.read_all(&stream).await;
     let shard = in_a[0].shard_id.clone();
-    let event = serde_json::json!({ "Records": in_a.iter().map(|r| serde_json::json!({
-        "kinesis": {
-            "partitionKey": r.partition_key, "sequenceNumber": r.sequence_number,
-            "data": base64_encode(&r.data), "approximateArrivalTimestamp": 1_658_174_400.5,
-        },
-        "eventID": format!("{}:{}", r.shard_id, r.sequence_number), "eventSource": "aws:kinesis",
-    })).collect::<Vec<_>>() });
     let rep = replicator(&a, &b, &stream).put_config(PutConfig::default().max_attempts(1)).unwrap().build().unwrap();
+    let lambda = LambdaReplicator::new(rep, a.kinesis.clone());
     // The destination fails for longer than the SDK and the replicator retry.
     env.inject_fault_status("Kinesis_20131202.PutRecords", rb, 3, 500, "InternalFailure").await;
-    let response = rep.handle_lambda_event(&event).await.unwrap();
-    let failures = response["batchItemFailures"].as_array().unwrap();
-    assert_eq!(failures.len(), 1, "the first failed record of the shard: {response}");
-    assert_eq!(failures[0]["itemIdentifier"], in_a[0].sequence_number.as_str());
+    let batch = lambda.handle(&in_a).await;
+    assert_eq!(batch.failures, [in_a[0].sequence_number.clone()], "the first failed record of the shard");
+    let outcome = batch.outcome.unwrap();
+    assert_eq!(outcome.replicated, 0);
+    assert!(outcome.errors.iter().all(KinesisError::is_retryable), "{:?}", outcome.errors);
     let progress = b.control.shard_progress(&stream, ra, &shard).await.unwrap().unwrap();
     assert_eq!(progress.sequence_number, None, "no position checkpointed");
     assert!(progress.watermark.is_some(), "the records read and not replicated count for a failover");
-    let response = rep.handle_lambda_event(&event).await.unwrap();
-    assert_eq!(response, serde_json::json!({ "batchItemFailures": [] }));
+    let batch = lambda.handle(&in_a).await;
+    assert!(batch.failures.is_empty() && batch.error.is_none(), "{batch:?}");
     let cp = b.control.shard_progress(&stream, ra, &shard).await.unwrap().unwrap();
     assert_eq!(cp.sequence_number.as_deref(), Some(in_a.last().unwrap().sequence_number.as_str()));
     assert_eq!(b.read_all(&stream).await.len(), in_a.len());
-    assert!(matches!(lambda::parse_event(&serde_json::json!({"Records": 1})), Err(KinesisError::InvalidEvent(_))));
 }
 
-fn base64_encode(data: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(data)
+#[tokio::test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
+async fn lambda_mode_registers_every_shard_and_finishes_parents_after_a_split() {
+    let env = Endpoint::from_env();
+    let (ra, rb) = ("us-east-1", "eu-central-2");
+    let (stream, table) = (unique("lambda-split"), unique("ctl"));
+    let (a, b) = pipeline(&env, ra, rb, &stream, &table, 1).await;
+    produce_all(&a.producer(&stream), &changes(10, 10), deadline()).await;
+    let parent = a.read_all(&stream).await;
+    let parent_id = parent[0].shard_id.clone();
+    a.split_first_shard(&stream).await;
+    let lambda = LambdaReplicator::new(replicator(&a, &b, &stream).build().unwrap(), a.kinesis.clone());
+    lambda.sync_shards().await.unwrap();
+    let shards = b.control.shards(&stream, ra).await.unwrap();
+    assert_eq!(shards.len(), 3, "the parent and both children are registered before any record: {shards:?}");
+    assert!(lambda.handle(&parent).await.failures.is_empty());
+    assert!(!b.control.shard_progress(&stream, ra, &parent_id).await.unwrap().unwrap().finished);
+    produce_all(&a.producer(&stream), &changes(20, 10), deadline()).await;
+    let children: Vec<_> = a.read_all(&stream).await.into_iter().filter(|r| r.shard_id != parent_id).collect();
+    assert!(!children.is_empty());
+    assert!(lambda.handle(&children).await.failures.is_empty());
+    let progress = b.control.shard_progress(&stream, ra, &parent_id).await.unwrap().unwrap();
+    assert!(progress.finished && progress.watermark.is_none(), "a checkpointed child finishes its parent: {progress:?}");
+    assert_eq!(b.read_all(&stream).await.len(), parent.len() + children.len());
 }

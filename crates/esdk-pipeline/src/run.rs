@@ -263,12 +263,10 @@ pub async fn run(args: Args, endpoint: Option<String>) -> DemoResult<bool> {
     let mut replayed = 0usize;
     let mut resume_line = String::new();
     if phase1.is_ok() && m > 0 {
-        let epoch = retry(deadline, "failover", || setup::fail_over([&a, &b], &args.stream, &b.region)).await?;
-        let resume = retry(deadline, "reading the resume point", || async {
-            b.control.resume_point(&args.stream, &a.region, args.resume_margin).await.map_err(|e| e.to_string())
-        })
-        .await?;
-        let replay: Vec<&Change> = match resume.from {
+        let (epoch, resume_from) =
+            retry(deadline, "failover", || setup::fail_over([&a, &b], &args.stream, &b.region, args.resume_margin))
+                .await?;
+        let replay: Vec<&Change> = match resume_from {
             Some(t) => originals[..n].iter().filter(|c| c.commit_time >= t).collect(),
             None => originals[..n].iter().collect(),
         };
@@ -276,7 +274,7 @@ pub async fn run(args: Args, endpoint: Option<String>) -> DemoResult<bool> {
         resume_line = format!(
             "failover: active Region is now {} (epoch {epoch}); resume-from={}; the producer there re-sent {replayed} records, then {m} new ones",
             b.region,
-            resume.from.map_or("<the beginning>".into(), |t| humantime::format_rfc3339_millis(t).to_string()),
+            resume_from.map_or("<the beginning>".into(), |t| humantime::format_rfc3339_millis(t).to_string()),
         );
         bars.suspend(|| eprintln!("{resume_line}"));
         for b_ in [&cons_a_bar, &cons_b_bar] {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use esdk::keyring::kms::{AwsSdkKmsClient, KmsClient, KmsMrkKeyring, MeteredKmsClient};
 use esdk::{CachingCmm, DefaultCmm, LocalCache, MaterialsManager};
-use esdk_kinesis::ControlTable;
+use esdk_kinesis::{ops, ControlTable};
 
 use crate::DemoResult;
 
@@ -101,28 +101,26 @@ pub async fn create_mrk(a: &Side, b: &Side) -> DemoResult<(String, String)> {
     Ok((arn_a, arn_b))
 }
 
-/// Creates the control tables and sets the first active Region in both (a global table does
-/// this once in AWS; the local endpoint has one table per Region).
+fn region_tables(sides: [&Side; 2]) -> Vec<ops::RegionTable> {
+    sides.iter().map(|s| ops::RegionTable::new(&s.region, s.control.clone())).collect()
+}
+
+/// Creates the control tables and sets the first active Region in both (what `esdk kinesis
+/// init` does; a global table does this once in AWS, the local endpoint has one per Region).
 pub async fn control_tables(sides: [&Side; 2], stream: &str, active: &str) -> DemoResult<()> {
-    for side in sides {
-        side.control.create_if_missing().await.map_err(|e| e.to_string())?;
-        side.control.init_active_region(stream, active).await.map_err(|e| e.to_string())?;
-    }
+    ops::init(&region_tables(sides), stream, active).await.map_err(|e| e.to_string())?;
     Ok(())
 }
 
-/// A fenced failover: flips the flag to `to` in every Region's table, each from the epoch it
-/// holds (a table already naming `to` is left as it is); returns the new epoch. Safe to run
-/// again after a failure.
-pub async fn fail_over(sides: [&Side; 2], stream: &str, to: &str) -> DemoResult<u64> {
-    let mut epoch = 0;
-    for side in sides {
-        let current = side.control.active_region(stream).await.map_err(|e| e.to_string())?;
-        epoch = if current.region == to {
-            current.epoch
-        } else {
-            side.control.set_active_region(stream, to, current.epoch).await.map_err(|e| e.to_string())?.epoch
-        };
-    }
-    Ok(epoch)
+/// A fenced failover to `to` (what `esdk kinesis failover` does): returns the new epoch and
+/// where producers in `to` resume (`None`: from the beginning). Safe to run again.
+pub async fn fail_over(
+    sides: [&Side; 2],
+    stream: &str,
+    to: &str,
+    margin: Duration,
+) -> DemoResult<(u64, Option<std::time::SystemTime>)> {
+    let done = ops::fail_over(&region_tables(sides), stream, to, margin, false).await.map_err(|e| e.to_string())?;
+    let epoch = done.regions.iter().filter_map(|r| r.after.as_ref()).map(|a| a.epoch).max().unwrap_or(0);
+    Ok((epoch, done.resume_from))
 }

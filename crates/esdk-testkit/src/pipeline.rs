@@ -90,6 +90,31 @@ impl Side {
 
     /// Every record in the stream now (read from the start, all shards, until a poll finds
     /// nothing new twice).
+    /// Splits the first listed shard of `stream` in the middle of its hash key range and waits
+    /// until the stream is active again.
+    pub async fn split_first_shard(&self, stream: &str) {
+        let shards = self.kinesis.list_shards().stream_name(stream).send().await.unwrap().shards().to_vec();
+        let range = shards[0].hash_key_range().unwrap();
+        let (lo, hi): (u128, u128) =
+            (range.starting_hash_key().parse().unwrap(), range.ending_hash_key().parse().unwrap());
+        self.kinesis
+            .split_shard()
+            .stream_name(stream)
+            .shard_to_split(shards[0].shard_id())
+            .new_starting_hash_key((lo + (hi - lo) / 2).to_string())
+            .send()
+            .await
+            .unwrap();
+        for _ in 0..100 {
+            let d = self.kinesis.describe_stream_summary().stream_name(stream).send().await.unwrap();
+            if d.stream_description_summary().is_some_and(|s| s.stream_status().as_str() == "ACTIVE") {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("stream {stream} not ACTIVE after a split");
+    }
+
     pub async fn read_all(&self, stream: &str) -> Vec<SourceRecord> {
         let mut reader =
             StreamReader::open_with(self.kinesis.clone(), stream, StartPosition::TrimHorizon, test_reader())
