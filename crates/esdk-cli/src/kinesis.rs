@@ -105,9 +105,9 @@ fn rfc3339(t: SystemTime) -> String {
 
 async fn init(a: InitArgs) -> Result<(), Failure> {
     let regions = tables(&a.target).await;
-    let done = ops::init(&regions, &a.target.stream, &a.active).await.map_err(|e| {
-        kinesis_failure(e, "check credentials and the Region list; init is safe to run again")
-    })?;
+    let done = ops::init(&regions, &a.target.stream, &a.active)
+        .await
+        .map_err(|e| kinesis_failure(e, "check credentials and the Region list; init is safe to run again"))?;
     for r in done {
         let table = if r.created_table { "created control table" } else { "control table exists:" };
         let flag = if r.created_flag {
@@ -129,7 +129,9 @@ async fn failover(a: FailoverArgs) -> Result<(), Failure> {
     let regions = tables(&a.target).await;
     let done = ops::fail_over(&regions, &a.target.stream, &a.to, a.margin, a.dry_run).await.map_err(|e| {
         let hint = match &e {
-            KinesisError::FlagConflict { .. } => "someone else changed the flag: run `esdk kinesis status`, then decide again",
+            KinesisError::FlagConflict { .. } => {
+                "someone else changed the flag: run `esdk kinesis status`, then decide again"
+            }
             KinesisError::FlagMissing { .. } => "run `esdk kinesis init` first",
             _ => "nothing was changed in the Regions not yet flipped; failover is safe to run again",
         };

@@ -30,7 +30,8 @@ fn init_creates_what_is_missing_and_says_so() {
     let _env = Endpoint::from_env();
     let (stream, table) = (unique("ops-init"), unique("ctl"));
     let regions = "sa-east-1,ap-southeast-3";
-    let args = ["kinesis", "init", "--stream", &stream, "--table", &table, "--regions", regions, "--active", "sa-east-1"];
+    let args =
+        ["kinesis", "init", "--stream", &stream, "--table", &table, "--regions", regions, "--active", "sa-east-1"];
     let first = ok(&esdk(&args));
     assert_eq!(first.matches("created control table").count(), 2, "{first}");
     assert_eq!(first.matches("created the active-Region flag: sa-east-1 at epoch 1").count(), 2, "{first}");
@@ -44,7 +45,18 @@ fn init_creates_what_is_missing_and_says_so() {
         assert_eq!(r["active"]["epoch"], 1);
     }
     // Misuse is refused with the reason.
-    let bad = esdk(&["kinesis", "init", "--stream", &stream, "--table", &table, "--regions", "sa-east-1", "--active", "sa-east-1"]);
+    let bad = esdk(&[
+        "kinesis",
+        "init",
+        "--stream",
+        &stream,
+        "--table",
+        &table,
+        "--regions",
+        "sa-east-1",
+        "--active",
+        "sa-east-1",
+    ]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("at least two distinct Regions"));
 }
@@ -83,7 +95,8 @@ fn failover_is_fenced_survives_an_unreachable_region_and_prints_the_resume_point
     }
 
     let failover = |extra: &[&str]| {
-        let mut args = vec!["kinesis", "failover", "--stream", &stream, "--table", &table, "--regions", &regions, "--to", rb];
+        let mut args =
+            vec!["kinesis", "failover", "--stream", &stream, "--table", &table, "--regions", &regions, "--to", rb];
         args.extend_from_slice(extra);
         esdk(&args)
     };
@@ -114,7 +127,18 @@ fn failover_is_fenced_survives_an_unreachable_region_and_prints_the_resume_point
     assert_eq!(s["regions"][0]["active"]["epoch"], 2);
 
     // A Region outside the list, or a target that cannot be read, is refused.
-    let bad = esdk(&["kinesis", "failover", "--stream", &stream, "--table", &table, "--regions", &regions, "--to", "us-east-1"]);
+    let bad = esdk(&[
+        "kinesis",
+        "failover",
+        "--stream",
+        &stream,
+        "--table",
+        &table,
+        "--regions",
+        &regions,
+        "--to",
+        "us-east-1",
+    ]);
     assert!(!bad.status.success());
     rt.block_on(env.inject_fault_status("DynamoDB_20120810.GetItem", rb, 50, 500, "InternalServerError"));
     let down = failover(&[]);

@@ -157,7 +157,9 @@ impl LambdaReplicator {
                         known.finished.insert(parent);
                     }
                     // The watermark of the parent stays: a failover replays more, loses nothing.
-                    Err(e) => tracing::warn!(shard = %parent, error = %e, "marking a parent shard finished failed (retried with the next batch)"),
+                    Err(e) => {
+                        tracing::warn!(shard = %parent, error = %e, "marking a parent shard finished failed (retried with the next batch)")
+                    }
                 }
             }
         }
@@ -171,8 +173,12 @@ mod tests {
     #[test]
     fn stream_arns() {
         let arn = StreamArn::parse("arn:aws:kinesis:us-east-1:111122223333:stream/orders").unwrap();
-        assert_eq!((arn.region.as_str(), arn.stream.as_str(), arn.account.as_str()), ("us-east-1", "orders", "111122223333"));
-        let efo = StreamArn::parse("arn:aws:kinesis:eu-west-1:111122223333:stream/orders/consumer/rep:1700000000").unwrap();
+        assert_eq!(
+            (arn.region.as_str(), arn.stream.as_str(), arn.account.as_str()),
+            ("us-east-1", "orders", "111122223333")
+        );
+        let efo =
+            StreamArn::parse("arn:aws:kinesis:eu-west-1:111122223333:stream/orders/consumer/rep:1700000000").unwrap();
         assert_eq!(efo.stream, "orders");
         for bad in [
             "",

@@ -114,9 +114,11 @@ pub async fn fail_over(
     dry_run: bool,
 ) -> Result<Failover> {
     check_regions(regions, to)?;
-    let target = regions.iter().find(|r| r.region == to).map(|r| &r.table).ok_or_else(|| {
-        KinesisError::InvalidConfig(format!("--to {to} is not one of the Regions given"))
-    })?;
+    let target = regions
+        .iter()
+        .find(|r| r.region == to)
+        .map(|r| &r.table)
+        .ok_or_else(|| KinesisError::InvalidConfig(format!("--to {to} is not one of the Regions given")))?;
     let mut flips = Vec::with_capacity(regions.len());
     for r in regions {
         let before = match r.table.active_region(stream).await {
@@ -149,7 +151,10 @@ pub async fn fail_over(
             if read.region != to {
                 return Err(KinesisError::ControlTable {
                     table: r.table.table().to_owned(),
-                    reason: format!("in {} the flag reads back as {} at epoch {}, not {to}", r.region, read.region, read.epoch),
+                    reason: format!(
+                        "in {} the flag reads back as {} at epoch {}, not {to}",
+                        r.region, read.region, read.epoch
+                    ),
                 });
             }
             flip.after = Some(read);

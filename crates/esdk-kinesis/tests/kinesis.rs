@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use esdk::ErrorKind;
 use esdk_kinesis::record::{RecordCodec, RecordHeader};
 use esdk_kinesis::{
-    lambda::LambdaReplicator, Advance, Checkpoint, CheckpointWrite, ControlTable, DeadLetterQueue, KinesisError, Producer, PutConfig,
-    SourceRecord, StartPosition, StreamReader,
+    lambda::LambdaReplicator, Advance, Checkpoint, CheckpointWrite, ControlTable, DeadLetterQueue, KinesisError,
+    Producer, PutConfig, SourceRecord, StartPosition, StreamReader,
 };
 use esdk_testkit::aws::Endpoint;
 use esdk_testkit::pipeline::{
@@ -713,6 +713,9 @@ async fn lambda_mode_registers_every_shard_and_finishes_parents_after_a_split() 
     assert!(!children.is_empty());
     assert!(lambda.handle(&children).await.failures.is_empty());
     let progress = b.control.shard_progress(&stream, ra, &parent_id).await.unwrap().unwrap();
-    assert!(progress.finished && progress.watermark.is_none(), "a checkpointed child finishes its parent: {progress:?}");
+    assert!(
+        progress.finished && progress.watermark.is_none(),
+        "a checkpointed child finishes its parent: {progress:?}"
+    );
     assert_eq!(b.read_all(&stream).await.len(), parent.len() + children.len());
 }

@@ -2,6 +2,11 @@
 //! another, byte for byte, without any key (it reads only public header fields).
 #![forbid(unsafe_code)]
 
+mod config;
+mod lambda;
+mod metrics;
+mod service;
+
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -9,6 +14,16 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use esdk_kinesis::{ControlTable, DeadLetterQueue, ReaderConfig, Replicator};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn queue_regions() {
+        assert_eq!(super::queue_region("https://sqs.eu-west-1.amazonaws.com/111122223333/dlq"), Some("eu-west-1"));
+        assert_eq!(super::queue_region("http://127.0.0.1:4566/123456789012/dlq"), None);
+        assert_eq!(super::queue_region("not a url"), None);
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -62,20 +77,42 @@ struct RunArgs {
     /// Wait after a read that found nothing new.
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     idle_interval: Duration,
+    /// How long the ownership lease lasts unless renewed (renewed every third of it); a standby
+    /// takes over at most this long after the owner dies.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    lease_ttl: Duration,
+    /// This instance's name in the lease (default: host name, process id and start time).
+    #[arg(long, value_name = "ID")]
+    owner: Option<String>,
+    /// Answer `GET /live` and `GET /ready` on this address (e.g. 0.0.0.0:8080).
+    #[arg(long, value_name = "ADDR")]
+    health_addr: Option<std::net::SocketAddr>,
+    /// CloudWatch namespace of the metrics (EMF on stdout, PutMetricData in the destination).
+    #[arg(long, default_value = metrics::DEFAULT_NAMESPACE)]
+    metrics_namespace: String,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Lambda sets AWS_LAMBDA_RUNTIME_API; anywhere else this is a command-line program.
+    let lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    let cli = if lambda { None } else { Some(Cli::parse()) };
+    // Logs go to stderr; stdout carries only the EMF metric lines.
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_ansi(!lambda).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("esdk-replicator: error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let Command::Run(args) = cli.command;
-    match runtime.block_on(run(args)) {
+    let result = match cli {
+        None => match config::LambdaConfig::from_env(|k| std::env::var(k).ok()) {
+            Ok(config) => runtime.block_on(lambda::serve(config)),
+            Err(e) => Err(format!("bad configuration: {e}")),
+        },
+        Some(Cli { command: Command::Run(args) }) => runtime.block_on(run(args)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("esdk-replicator: error: {e}");
@@ -91,14 +128,52 @@ async fn sdk_config(region: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// The Region of an SQS queue URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`);
+/// `None` for other shapes (a local endpoint), where the caller's default applies.
+fn queue_region(url: &str) -> Option<&str> {
+    let host = url.split("://").nth(1)?.split('/').next()?;
+    let region = host.strip_prefix("sqs.")?.split('.').next()?;
+    (!region.is_empty()).then_some(region)
+}
+
+/// The dead-letter queue named by `url`, with a client of the queue's own Region (the template
+/// creates it beside the function); `default_region` when the URL does not say.
+async fn dead_letter_queue(url: &str, default_region: &aws_config::SdkConfig) -> DeadLetterQueue {
+    let client = match queue_region(url) {
+        Some(region) if Some(region) != default_region.region().map(|r| r.as_ref()) => {
+            aws_sdk_sqs::Client::new(&sdk_config(region).await)
+        }
+        _ => aws_sdk_sqs::Client::new(default_region),
+    };
+    DeadLetterQueue::new(client, url)
+}
+
+fn default_owner() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    format!("{host}-{}-{started}", std::process::id())
+}
+
 async fn run(args: RunArgs) -> Result<(), String> {
+    if args.lease_ttl < Duration::from_secs(3) {
+        return Err(format!(
+            "--lease-ttl {:?} is too short (at least 3s: it is renewed every third of it)",
+            args.lease_ttl
+        ));
+    }
     let (src, dst) = (sdk_config(&args.from).await, sdk_config(&args.to).await);
+    let checkpoints = ControlTable::new(aws_sdk_dynamodb::Client::new(&dst), &args.control_table);
     let mut builder = Replicator::builder(&args.from, &args.stream)
         .destination(aws_sdk_kinesis::Client::new(&dst), None)
-        .checkpoint_table(ControlTable::new(aws_sdk_dynamodb::Client::new(&dst), &args.control_table))
+        .flag_table(ControlTable::new(aws_sdk_dynamodb::Client::new(&src), &args.control_table))
+        .checkpoint_table(checkpoints.clone())
         .reader_config(ReaderConfig::default().intervals(args.poll_interval, args.idle_interval));
     if let Some(url) = &args.dead_letter_queue_url {
-        builder = builder.dead_letter_queue(DeadLetterQueue::new(aws_sdk_sqs::Client::new(&dst), url));
+        builder = builder.dead_letter_queue(dead_letter_queue(url, &dst).await);
     }
     if !args.allowed_keys.is_empty() {
         builder = builder.allowed_keys(&args.allowed_keys).map_err(|e| format!("--allowed-key: {e}"))?;
@@ -121,11 +196,24 @@ async fn run(args: RunArgs) -> Result<(), String> {
         tracing::info!("stopping: finishing the batch in flight and its checkpoints");
         flag.store(true, Ordering::Relaxed);
     });
-    tracing::info!(stream = %args.stream, from = %args.from, to = %args.to, "replicating");
-    replicator
-        .run(aws_sdk_kinesis::Client::new(&src), &shutdown, |o| {
-            tracing::info!(replicated = o.replicated, refused = o.refused.len(), "batch");
-        })
-        .await
-        .map_err(|e| e.to_string())
+    let owner = args.owner.clone().unwrap_or_else(default_owner);
+    tracing::info!(stream = %args.stream, from = %args.from, to = %args.to, owner = %owner, "replicator starting");
+    let metrics = metrics::Metrics::new(
+        &args.metrics_namespace,
+        &args.stream,
+        &args.from,
+        &args.to,
+        Some(aws_sdk_cloudwatch::Client::new(&dst)),
+    );
+    service::Service {
+        replicator,
+        source: aws_sdk_kinesis::Client::new(&src),
+        lease_table: checkpoints,
+        owner,
+        lease_ttl: args.lease_ttl,
+        metrics,
+        health_addr: args.health_addr,
+    }
+    .run(shutdown)
+    .await
 }

@@ -9,6 +9,7 @@
 #![allow(missing_docs)]
 
 pub mod aws;
+pub mod lambda_api;
 pub mod pipeline;
 
 use std::path::{Path, PathBuf};
