@@ -120,12 +120,19 @@ impl LambdaReplicator {
             let known = self.shards.lock().await;
             records.iter().any(|r| !known.parents.contains_key(&r.shard_id))
         };
-        if unknown {
-            if let Err(e) = self.sync_shards().await {
-                return LambdaBatch { outcome: None, error: Some(e), failures: first_of_each_shard() };
-            }
+        // Listing and registering the shards runs beside the replication (both write the
+        // shard's item conditionally, in either order); a cold start pays one round trip less.
+        let (synced, replicated) = if unknown {
+            let (s, r) = tokio::join!(self.sync_shards(), self.replicator.replicate_records(records, &[]));
+            (Some(s), r)
+        } else {
+            (None, self.replicator.replicate_records(records, &[]).await)
+        };
+        if let Some(Err(e)) = synced {
+            // Retried with the next batch; until then a failover counts only the shards known.
+            tracing::warn!(error = %e, "listing or registering the source shards failed (retried with the next batch)");
         }
-        match self.replicator.replicate_records(records, &[]).await {
+        match replicated {
             Err(e) => LambdaBatch { outcome: None, error: Some(e), failures: first_of_each_shard() },
             Ok(outcome) => {
                 self.finish_parents(&outcome).await;

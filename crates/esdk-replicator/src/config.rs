@@ -38,6 +38,8 @@ pub struct LambdaConfig {
     pub metrics_namespace: String,
     /// `ESDK_FLAG_TTL`: how long an active-Region flag read is trusted (default 1 s).
     pub flag_ttl: Duration,
+    /// `ESDK_METRICS_INTERVAL`: least time between two `PutMetricData` calls (default 10 s).
+    pub metrics_interval: Duration,
 }
 
 impl LambdaConfig {
@@ -57,6 +59,17 @@ impl LambdaConfig {
             opt(variable)?.ok_or_else(|| ConfigError { variable, reason: format!("missing: set it to {what}") })
         };
         let source_region = req("AWS_REGION", "the function's Region (Lambda sets it)")?;
+        // lambda_runtime reads these (and panics without them); Lambda always sets them.
+        for variable in ["AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION"] {
+            req(variable, "what Lambda sets (this is not a Lambda execution environment?)")?;
+        }
+        let memory = req("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "what Lambda sets, in MiB")?;
+        if memory.parse::<i32>().is_err() {
+            return Err(ConfigError {
+                variable: "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                reason: format!("{memory:?} is not a number of MiB"),
+            });
+        }
         let destination_region = req("ESDK_REPLICATE_TO", "the destination Region, e.g. us-west-2")?;
         if !is_region(&destination_region) {
             return Err(ConfigError {
@@ -81,13 +94,15 @@ impl LambdaConfig {
                 reason: format!("{bad:?} is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>); aliases and key ids cannot be matched against the records' key ARNs"),
             });
         }
-        let flag_ttl = match opt("ESDK_FLAG_TTL")? {
-            None => Duration::from_secs(1),
-            Some(v) => humantime::parse_duration(&v).map_err(|e| ConfigError {
-                variable: "ESDK_FLAG_TTL",
-                reason: format!("{v:?}: {e} (e.g. 1s, 500ms)"),
-            })?,
+        let duration = |variable: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+            match opt(variable)? {
+                None => Ok(default),
+                Some(v) => humantime::parse_duration(&v)
+                    .map_err(|e| ConfigError { variable, reason: format!("{v:?}: {e} (e.g. 1s, 500ms)") }),
+            }
         };
+        let flag_ttl = duration("ESDK_FLAG_TTL", Duration::from_secs(1))?;
+        let metrics_interval = duration("ESDK_METRICS_INTERVAL", crate::metrics::DEFAULT_FLUSH_INTERVAL)?;
         Ok(Self {
             source_region,
             destination_region,
@@ -98,6 +113,7 @@ impl LambdaConfig {
             dead_letter_queue_url: opt("ESDK_DEAD_LETTER_QUEUE_URL")?,
             metrics_namespace: opt("ESDK_METRICS_NAMESPACE")?.unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
             flag_ttl,
+            metrics_interval,
         })
     }
 }
@@ -116,12 +132,18 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<LambdaConfig, ConfigError> {
-        let env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> =
+            RUNTIME.iter().chain(vars).map(|(k, v)| (k.to_string(), v.to_string())).collect();
         LambdaConfig::from_env(|k| env.get(k).cloned())
     }
 
     const BASE: [(&str, &str); 3] =
         [("AWS_REGION", "us-east-1"), ("ESDK_REPLICATE_TO", "us-west-2"), ("ESDK_CONTROL_TABLE", "ctl")];
+    const RUNTIME: [(&str, &str); 3] = [
+        ("AWS_LAMBDA_FUNCTION_NAME", "replicator"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+    ];
 
     #[test]
     fn defaults() {
@@ -130,6 +152,7 @@ mod tests {
         assert_eq!((c.destination_stream, c.source_stream, c.dead_letter_queue_url), (None, None, None));
         assert!(c.allowed_keys.is_empty());
         assert_eq!(c.flag_ttl, Duration::from_secs(1));
+        assert_eq!(c.metrics_interval, Duration::from_secs(10));
     }
 
     #[test]
@@ -143,7 +166,12 @@ mod tests {
             (vec![BASE[0], ("ESDK_REPLICATE_TO", "west"), BASE[2]], "ESDK_REPLICATE_TO"),
             (vec![BASE[0], BASE[1], BASE[2], ("ESDK_ALLOWED_KEYS", "alias/orders")], "ESDK_ALLOWED_KEYS"),
             (vec![BASE[0], BASE[1], BASE[2], ("ESDK_FLAG_TTL", "soon")], "ESDK_FLAG_TTL"),
+            (vec![BASE[0], BASE[1], BASE[2], ("ESDK_METRICS_INTERVAL", "-1")], "ESDK_METRICS_INTERVAL"),
             (vec![BASE[0], BASE[1], ("ESDK_CONTROL_TABLE", " ctl")], "ESDK_CONTROL_TABLE"),
+            (
+                vec![BASE[0], BASE[1], BASE[2], ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "lots")],
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            ),
         ];
         for (vars, variable) in cases {
             let e = config(&vars).unwrap_err();

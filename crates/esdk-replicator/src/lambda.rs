@@ -33,8 +33,7 @@ pub struct Function {
 impl Function {
     /// Builds the clients (from the standard AWS environment, one per Region).
     pub async fn init(config: LambdaConfig) -> Self {
-        let src = crate::sdk_config(&config.source_region).await;
-        let dst = crate::sdk_config(&config.destination_region).await;
+        let (src, dst) = crate::sdk_configs(&config.source_region, &config.destination_region).await;
         let dead_letters = match config.dead_letter_queue_url.as_deref() {
             Some(url) => Some(crate::dead_letter_queue(url, &src).await),
             None => None,
@@ -84,7 +83,8 @@ impl Function {
             &self.config.source_region,
             &self.config.destination_region,
             Some(self.cloudwatch.clone()),
-        );
+        )
+        .flush_interval(self.config.metrics_interval);
         let entry = Arc::new((LambdaReplicator::new(replicator, self.source_kinesis.clone()), metrics));
         streams.insert(stream.to_owned(), entry.clone());
         Ok(entry)

@@ -90,6 +90,10 @@ struct RunArgs {
     /// CloudWatch namespace of the metrics (EMF on stdout, PutMetricData in the destination).
     #[arg(long, default_value = metrics::DEFAULT_NAMESPACE)]
     metrics_namespace: String,
+    /// Least time between two PutMetricData calls to the destination (each carries every batch
+    /// since the last; the EMF lines on stdout are written per batch).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    metrics_interval: Duration,
 }
 
 fn main() -> ExitCode {
@@ -98,7 +102,14 @@ fn main() -> ExitCode {
     let cli = if lambda { None } else { Some(Cli::parse()) };
     // Logs go to stderr; stdout carries only the EMF metric lines.
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_ansi(!lambda).init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // Lambda runs one invocation at a time on a share of a vCPU: one thread, no wake-ups of
+    // idle workers. The long-running mode reads many shards at once.
+    let mut builder = if lambda {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("esdk-replicator: error: cannot start the async runtime: {e}");
@@ -148,6 +159,13 @@ async fn dead_letter_queue(url: &str, default_region: &aws_config::SdkConfig) ->
     DeadLetterQueue::new(client, url)
 }
 
+/// The AWS configuration of two Regions, loaded once (credentials and endpoints shared).
+async fn sdk_configs(a: &str, b: &str) -> (aws_config::SdkConfig, aws_config::SdkConfig) {
+    let first = sdk_config(a).await;
+    let second = first.to_builder().region(aws_config::Region::new(b.to_owned())).build();
+    (first, second)
+}
+
 fn default_owner() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
@@ -165,7 +183,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
             args.lease_ttl
         ));
     }
-    let (src, dst) = (sdk_config(&args.from).await, sdk_config(&args.to).await);
+    let (src, dst) = sdk_configs(&args.from, &args.to).await;
     let checkpoints = ControlTable::new(aws_sdk_dynamodb::Client::new(&dst), &args.control_table);
     let mut builder = Replicator::builder(&args.from, &args.stream)
         .destination(aws_sdk_kinesis::Client::new(&dst), None)
@@ -204,14 +222,15 @@ async fn run(args: RunArgs) -> Result<(), String> {
         &args.from,
         &args.to,
         Some(aws_sdk_cloudwatch::Client::new(&dst)),
-    );
+    )
+    .flush_interval(args.metrics_interval);
     service::Service {
         replicator,
         source: aws_sdk_kinesis::Client::new(&src),
         lease_table: checkpoints,
         owner,
         lease_ttl: args.lease_ttl,
-        metrics,
+        metrics: Arc::new(metrics),
         health_addr: args.health_addr,
     }
     .run(shutdown)

@@ -1,10 +1,15 @@
 //! Replication metrics in both Regions: a CloudWatch Embedded Metric Format line on standard
 //! output per batch (Lambda and the CloudWatch agent turn it into metrics in the Region the
 //! replicator runs in), and the same values with `PutMetricData` to the destination Region, so
-//! an outage of either Region leaves the metrics readable in the other.
+//! an outage of either Region leaves the metrics readable in the other. `PutMetricData` carries
+//! the samples of every batch since the last call (`Values`/`Counts`), at most once per flush
+//! interval (default 10 s), so a batch pays no cross-Region round trip for its metrics; samples
+//! not yet sent when an execution environment is shut down are only in the EMF copy.
 
+use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use esdk_kinesis::BatchOutcome;
@@ -12,6 +17,12 @@ use serde_json::{json, Map, Value};
 
 /// Default CloudWatch namespace.
 pub const DEFAULT_NAMESPACE: &str = "esdk/replication";
+
+/// Default least time between two `PutMetricData` calls.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// `PutMetricData` takes at most 150 distinct values per datum.
+const MAX_VALUES: usize = 150;
 
 /// One batch's values.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,8 +87,15 @@ impl BatchMetrics {
     }
 }
 
+/// Samples waiting for the next `PutMetricData`: per metric, value → count.
+#[derive(Debug, Default)]
+struct Pending {
+    samples: BTreeMap<&'static str, (StandardUnit, BTreeMap<u64, f64>)>,
+    since: Option<Instant>,
+}
+
 /// Publishes batch metrics with dimensions stream, source Region, destination Region.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Metrics {
     namespace: String,
     stream: String,
@@ -85,6 +103,8 @@ pub struct Metrics {
     destination_region: String,
     /// `PutMetricData` in the destination Region (`None`: standard output only).
     cloudwatch: Option<aws_sdk_cloudwatch::Client>,
+    flush_interval: Duration,
+    pending: Mutex<Pending>,
 }
 
 impl Metrics {
@@ -101,7 +121,15 @@ impl Metrics {
             source_region: source_region.to_owned(),
             destination_region: destination_region.to_owned(),
             cloudwatch,
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            pending: Mutex::default(),
         }
+    }
+
+    /// Least time between two `PutMetricData` calls (zero: one per batch).
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
     }
 
     /// The EMF document of one batch (one line of JSON).
@@ -131,13 +159,44 @@ impl Metrics {
     }
 
     /// Writes the EMF line (one write, so lines of concurrent writers do not interleave) and
-    /// sends the values to the destination Region. A failed `PutMetricData` is logged, never
-    /// fails replication.
+    /// queues the values for the destination Region, sending them when the flush interval has
+    /// passed. A failed `PutMetricData` is logged, never fails replication.
     pub async fn publish(&self, m: &BatchMetrics) {
         let mut line = self.emf_line(m);
         line.push('\n');
         let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        if self.cloudwatch.is_none() {
+            return;
+        }
+        let due = {
+            let Ok(mut p) = self.pending.lock() else { return };
+            let since = *p.since.get_or_insert_with(Instant::now);
+            let mut full = false;
+            for (name, value, unit) in m.values() {
+                let (_, values) = p.samples.entry(name).or_insert_with(|| (unit, BTreeMap::new()));
+                *values.entry(value.to_bits()).or_insert(0.0) += 1.0;
+                full |= values.len() >= MAX_VALUES;
+            }
+            full || since.elapsed() >= self.flush_interval
+        };
+        if due {
+            self.flush().await;
+        }
+    }
+
+    /// Sends every queued sample to the destination Region now.
+    pub async fn flush(&self) {
         let Some(cw) = &self.cloudwatch else { return };
+        let samples = match self.pending.lock() {
+            Ok(mut p) => {
+                p.since = None;
+                std::mem::take(&mut p.samples)
+            }
+            Err(_) => return,
+        };
+        if samples.is_empty() {
+            return;
+        }
         let dims = [
             ("Stream", &self.stream),
             ("SourceRegion", &self.source_region),
@@ -145,13 +204,15 @@ impl Metrics {
         ]
         .map(|(k, v)| Dimension::builder().name(k).value(v.as_str()).build());
         let now = aws_sdk_cloudwatch::primitives::DateTime::from(SystemTime::now());
-        let data: Vec<MetricDatum> = m
-            .values()
+        let data: Vec<MetricDatum> = samples
             .into_iter()
-            .map(|(name, value, unit)| {
+            .map(|(name, (unit, values))| {
+                let (values, counts): (Vec<f64>, Vec<f64>) =
+                    values.into_iter().map(|(v, c)| (f64::from_bits(v), c)).unzip();
                 MetricDatum::builder()
                     .metric_name(name)
-                    .value(value)
+                    .set_values(Some(values))
+                    .set_counts(Some(counts))
                     .unit(unit)
                     .timestamp(now)
                     .set_dimensions(Some(dims.to_vec()))

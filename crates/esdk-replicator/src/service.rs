@@ -84,7 +84,7 @@ pub struct Service {
     pub lease_table: ControlTable,
     pub owner: String,
     pub lease_ttl: Duration,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub health_addr: Option<std::net::SocketAddr>,
 }
 
@@ -110,6 +110,7 @@ impl Service {
             while let Some(m) = rx.recv().await {
                 metrics.publish(&m).await;
             }
+            metrics.flush().await;
         });
         let result = self.lease_loop(&shutdown, &health, &tx).await;
         health.set(Role::Stopping);

@@ -133,6 +133,8 @@ async fn lambda_forwards_byte_for_byte_names_failed_records_and_publishes_metric
             ("ESDK_REPLICATE_TO", rb),
             ("ESDK_CONTROL_TABLE", &table),
             ("ESDK_SOURCE_STREAM", &stream),
+            // One PutMetricData per batch, so CloudWatch has every value when the test reads it.
+            ("ESDK_METRICS_INTERVAL", "0s"),
         ],
     );
     let ev = event(ra, &stream, &first);
@@ -239,6 +241,9 @@ async fn lambda_in_the_inactive_region_forwards_nothing_and_refuses_foreign_even
     assert_eq!(b.read_all(&stream).await.len(), 30, "nothing forwarded back to B");
     let emf = function.emf();
     assert_eq!((emf[0]["SkippedReplicas"].as_f64(), emf[0]["Replicated"].as_f64()), (Some(30.0), Some(0.0)), "{emf:?}");
+    // With the default flush interval (10 s), one batch sends nothing cross-Region yet.
+    let sent = env.stats().await.get(&format!("{rb}:GraniteServiceVersion20100801.PutMetricData")).copied();
+    assert_eq!(sent, None, "PutMetricData waits for the flush interval");
 
     // An event from another Region's stream is refused as a whole, nothing forwarded.
     let foreign = event("us-west-1", &stream, &in_a);
@@ -255,6 +260,9 @@ fn a_bad_setting_fails_the_init_naming_the_variable() {
     let api = RuntimeApi::start();
     let out = Command::new(env!("CARGO_BIN_EXE_esdk-replicator"))
         .env("AWS_LAMBDA_RUNTIME_API", api.address())
+        .env("AWS_LAMBDA_FUNCTION_NAME", "esdk-replicator")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_REGION", "us-east-1")
         .env("ESDK_CONTROL_TABLE", "ctl")
         .env_remove("ESDK_REPLICATE_TO")
