@@ -149,8 +149,41 @@ fn capacity_is_bounded_least_recently_used_first() {
 }
 
 #[test]
+fn a_cache_of_capacity_zero_is_accepted_and_stores_nothing() {
+    // local-cryptographic-materials-cache.md, Entry Capacity: "The local CMC MUST accept entry
+    // capacity values between zero and an implementation-defined maximum, inclusive."
+    let keyring = CountingKeyring::new(raw());
+    let cmm = caching(keyring.clone(), 0, Duration::from_secs(300));
+    let client = Client::new();
+    for _ in 0..3 {
+        client.encrypt_blocking(&cmm, b"x", &ec("orders")).unwrap();
+    }
+    assert_eq!(keyring.encrypts(), 3, "every lookup misses");
+    assert_eq!(cmm.stats().evictions, 3, "each stored entry is evicted before the put returns");
+}
+
+#[test]
+fn ttl_expired_entries_are_pruned_on_access() {
+    // local-cryptographic-materials-cache.md, Get Cache Entry: "the local CMC MUST prune
+    // TTL-expired cache entries"; Pruning: "MUST evict all TTL-expired entries among the N least
+    // recently used entries". An entry of a short-lived CMM leaves the shared cache when another
+    // CMM reads it, not only when its own CMM looks it up again.
+    let cache = Arc::new(LocalCache::new(10).unwrap());
+    let underlying: Arc<dyn MaterialsManager> = Arc::new(DefaultCmm::from_arc(raw()));
+    let short = CachingCmm::new(underlying.clone(), cache.clone(), Duration::from_millis(50)).unwrap();
+    let long = CachingCmm::new(underlying, cache.clone(), Duration::from_secs(300)).unwrap();
+    let client = Client::new();
+    client.encrypt_blocking(&short, b"x", &ec("a")).unwrap();
+    client.encrypt_blocking(&long, b"x", &ec("b")).unwrap();
+    assert_eq!(cache.len(), 2);
+    std::thread::sleep(Duration::from_millis(80));
+    client.encrypt_blocking(&long, b"x", &ec("b")).unwrap();
+    assert_eq!(cache.len(), 1, "the expired entry of the other CMM was pruned by this get");
+    assert_eq!(cache.stats().hits, 1);
+}
+
+#[test]
 fn invalid_configuration_is_refused() {
-    assert!(LocalCache::new(0).is_err());
     let underlying: Arc<dyn MaterialsManager> = Arc::new(DefaultCmm::from_arc(raw()));
     let cache = Arc::new(LocalCache::new(1).unwrap());
     assert!(CachingCmm::new(underlying.clone(), cache.clone(), Duration::ZERO).is_err());

@@ -13,7 +13,7 @@
 //! encryption context, so a cache hit can never skip the check that reproduced values match the
 //! stored ones.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -82,10 +82,16 @@ enum Cached {
 struct Entry {
     materials: Cached,
     created: Instant,
+    /// Created plus the max age of the CMM that stored it: TTL-expired from then on.
+    expires: Instant,
     last_used: u64,
     messages: u64,
     bytes: u64,
 }
+
+/// How many least recently used entries each put and get checks for TTL-expired ones (spec
+/// `local-cryptographic-materials-cache.md`, "Entry Pruning Tail Size").
+const PRUNING_TAIL: usize = 10;
 
 /// A bounded in-process cache: at most `capacity` entries, least recently used evicted first,
 /// expired entries never returned. Share one between caching CMMs with distinct partitions.
@@ -100,7 +106,48 @@ pub struct LocalCache {
 #[derive(Default)]
 struct CacheState {
     entries: HashMap<EntryId, Entry>,
+    /// Entries by last use, oldest first.
+    lru: BTreeMap<u64, EntryId>,
     tick: u64,
+}
+
+impl CacheState {
+    fn next_tick(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
+
+    /// Marks `id` used now.
+    fn touch(&mut self, id: &EntryId, tick: u64) {
+        if let Some(e) = self.entries.get_mut(id) {
+            self.lru.remove(&e.last_used);
+            e.last_used = tick;
+            self.lru.insert(tick, *id);
+        }
+    }
+
+    fn remove(&mut self, id: &EntryId) -> bool {
+        match self.entries.remove(id) {
+            Some(e) => {
+                self.lru.remove(&e.last_used);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Evicts the TTL-expired entries among the `PRUNING_TAIL` least recently used; returns how
+    /// many.
+    fn prune(&mut self, now: Instant) -> u64 {
+        let expired: Vec<EntryId> = self
+            .lru
+            .values()
+            .take(PRUNING_TAIL)
+            .filter(|id| self.entries.get(*id).is_some_and(|e| e.expires <= now))
+            .copied()
+            .collect();
+        expired.iter().filter(|id| self.remove(id)).count() as u64
+    }
 }
 
 impl fmt::Debug for LocalCache {
@@ -111,11 +158,11 @@ impl fmt::Debug for LocalCache {
 }
 
 impl LocalCache {
-    /// A cache holding at most `capacity` (≥ 1) entries.
+    /// A cache holding at most `capacity` entries. Zero is accepted (spec
+    /// `local-cryptographic-materials-cache.md`: "MUST accept entry capacity values between zero
+    /// and an implementation-defined maximum"): such a cache stores nothing, so every lookup
+    /// misses and the underlying materials manager is called each time.
     pub fn new(capacity: usize) -> Result<Self> {
-        if capacity == 0 {
-            return Err(Error::InvalidConfig("a materials cache needs a capacity of at least 1".into()));
-        }
         Ok(Self {
             capacity,
             state: Mutex::new(CacheState::default()),
@@ -162,17 +209,32 @@ impl LocalCache {
         }
     }
 
-    fn insert(&self, id: EntryId, materials: Cached, messages: u64, bytes: u64) -> Result<()> {
+    /// Put Cache Entry: prunes, stores, then evicts least recently used entries down to the
+    /// capacity.
+    fn insert(&self, id: EntryId, materials: Cached, ttl: Duration, messages: u64, bytes: u64) -> Result<()> {
         let mut state = self.lock()?;
-        state.tick += 1;
-        let tick = state.tick;
-        state.entries.insert(id, Entry { materials, created: Instant::now(), last_used: tick, messages, bytes });
+        let now = Instant::now();
+        let pruned = state.prune(now);
+        self.stats.evictions.fetch_add(pruned, Ordering::Relaxed);
+        let tick = state.next_tick();
+        state.remove(&id);
+        let expires = now.checked_add(ttl).unwrap_or(now);
+        state.entries.insert(id, Entry { materials, created: now, expires, last_used: tick, messages, bytes });
+        state.lru.insert(tick, id);
         while state.entries.len() > self.capacity {
-            let Some(oldest) = state.entries.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| *k) else { break };
-            state.entries.remove(&oldest);
+            let Some((_, oldest)) = state.lru.first_key_value().map(|(t, k)| (*t, *k)) else { break };
+            state.remove(&oldest);
             CacheStats::bump(&self.stats.evictions);
         }
         Ok(())
+    }
+
+    /// Locks the state for a Get Cache Entry, after pruning TTL-expired entries.
+    fn lock_for_get(&self) -> Result<std::sync::MutexGuard<'_, CacheState>> {
+        let mut state = self.lock()?;
+        let pruned = state.prune(Instant::now());
+        self.stats.evictions.fetch_add(pruned, Ordering::Relaxed);
+        Ok(state)
     }
 }
 
@@ -317,38 +379,38 @@ impl CachingCmm {
 
     /// A usable encryption entry for `len` more bytes, counting the use; `None` on miss.
     fn take_encrypt(&self, id: &EntryId, len: u64) -> Result<Option<EncryptionMaterials>> {
-        let mut state = self.cache.lock()?;
-        state.tick += 1;
-        let tick = state.tick;
+        let mut state = self.cache.lock_for_get()?;
+        let tick = state.next_tick();
         let Some(entry) = state.entries.get_mut(id) else { return Ok(None) };
         let usable = entry.created.elapsed() < self.max_age
             && entry.messages < self.max_messages
             && entry.bytes.saturating_add(len) <= self.max_bytes;
         if !usable {
-            state.entries.remove(id);
+            state.remove(id);
             CacheStats::bump(&self.cache.stats.evictions);
             return Ok(None);
         }
         let Cached::Encrypt(m) = &entry.materials else { return Ok(None) };
         entry.messages += 1;
         entry.bytes += len;
-        entry.last_used = tick;
-        Ok(Some(m.duplicate()))
+        let m = m.duplicate();
+        state.touch(id, tick);
+        Ok(Some(m))
     }
 
     fn take_decrypt(&self, id: &EntryId) -> Result<Option<DecryptionMaterials>> {
-        let mut state = self.cache.lock()?;
-        state.tick += 1;
-        let tick = state.tick;
-        let Some(entry) = state.entries.get_mut(id) else { return Ok(None) };
+        let mut state = self.cache.lock_for_get()?;
+        let tick = state.next_tick();
+        let Some(entry) = state.entries.get(id) else { return Ok(None) };
         if entry.created.elapsed() >= self.max_age {
-            state.entries.remove(id);
+            state.remove(id);
             CacheStats::bump(&self.cache.stats.evictions);
             return Ok(None);
         }
         let Cached::Decrypt(m) = &entry.materials else { return Ok(None) };
-        entry.last_used = tick;
-        Ok(Some(m.fork()))
+        let m = m.fork();
+        state.touch(id, tick);
+        Ok(Some(m))
     }
 }
 
@@ -413,7 +475,7 @@ impl MaterialsManager for CachingCmm {
             request.max_plaintext_length = Some(this.max_bytes);
             let m = this.underlying.get_encryption_materials(request).await?;
             let copy = m.duplicate();
-            this.cache.insert(id, Cached::Encrypt(m), 1, len)?;
+            this.cache.insert(id, Cached::Encrypt(m), this.max_age, 1, len)?;
             Ok(copy)
         })
         .await
@@ -435,7 +497,7 @@ impl MaterialsManager for CachingCmm {
         self.single_flight(&id, || this.take_decrypt(&id), async move {
             let m = this.underlying.decrypt_materials(request).await?;
             let copy = m.fork();
-            this.cache.insert(id, Cached::Decrypt(m), 0, 0)?;
+            this.cache.insert(id, Cached::Decrypt(m), this.max_age, 0, 0)?;
             Ok(copy)
         })
         .await

@@ -26,12 +26,13 @@ pub struct KmsArn {
 }
 
 impl KmsArn {
-    /// Parses and validates an ARN; every part must be present and the service must be `kms`.
+    /// Parses and validates an ARN (spec `aws-kms-key-arn.md`, "A valid AWS KMS ARN": exactly
+    /// five `:` delimiting six parts); every part must be present and the service must be `kms`.
     pub fn parse(s: &str) -> Result<Self> {
         let bad = |why: &str| Error::InvalidConfig(format!("{s:?} is not a valid AWS KMS ARN: {why}"));
-        let parts: Vec<&str> = s.splitn(6, ':').collect();
+        let parts: Vec<&str> = s.split(':').collect();
         if parts.len() != 6 {
-            return Err(bad("expected arn:partition:kms:region:account:resource"));
+            return Err(bad("expected exactly five ':' (arn:partition:kms:region:account:resource)"));
         }
         if parts[0] != "arn" {
             return Err(bad("it does not start with \"arn:\""));
@@ -253,6 +254,13 @@ mod tests {
             "arn:aws:kms:us-east-1:111122223333:keyx",
         ] {
             assert!(KmsArn::parse(s).is_err(), "{s}");
+        }
+        // "A valid AWS KMS ARN: A string with 5 `:` that delimit following 6 parts"
+        // (aws-kms-key-arn.md): a sixth `:` makes it invalid, also inside the resource.
+        for s in ["arn:aws:kms:us-east-1:111122223333:key/mrk-1:extra", "arn:aws:kms:us-east-1:111122223333:alias/a:b"]
+        {
+            assert!(KmsArn::parse(s).is_err(), "{s}");
+            assert!(KeyIdentifier::parse(s).is_err(), "{s}");
         }
         assert!(KeyIdentifier::parse("alias/").is_err());
         assert!(matches!(KeyIdentifier::parse("alias/a").unwrap(), KeyIdentifier::Alias(_)));
