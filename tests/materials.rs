@@ -88,6 +88,20 @@ fn required_context_is_authenticated_but_not_stored() {
     assert_eq!(err.kind(), ErrorKind::InvalidEncryptionContext);
 }
 
+/// RUSTSEC-2023-0071 (Marvin): the `rsa` crate's decryption leaks timing and has no fixed
+/// release, so a RustCrypto keyring takes a private key only through the `danger` opt-in.
+#[cfg(feature = "rustcrypto")]
+#[test]
+fn rustcrypto_rsa_decryption_needs_the_danger_opt_in() {
+    use esdk::Backend;
+    let ring = || RawRsaKeyring::with_backend("rsa", "k", RsaPadding::OaepSha256, Backend::RustCrypto).unwrap();
+    let err = ring().with_private_key_pem(RSA_PRIVATE).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    assert!(err.to_string().contains("RUSTSEC-2023-0071") && err.to_string().contains("aws-lc-rs"), "{err}");
+    assert!(ring().with_public_key_pem(RSA_PUBLIC).is_ok(), "encryption (public key) is not affected");
+    assert!(ring().danger_rustcrypto_rsa_decryption().with_private_key_pem(RSA_PRIVATE).is_ok());
+}
+
 #[test]
 fn rsa_public_only_encrypts_private_only_decrypts() {
     let public =

@@ -30,6 +30,7 @@ fn aes(len: usize, backend: Backend) -> RawAesKeyring {
 fn rsa(padding: RsaPadding, backend: Backend) -> RawRsaKeyring {
     RawRsaKeyring::with_backend("test-rsa", "rsa-2048", padding, backend)
         .unwrap()
+        .danger_rustcrypto_rsa_decryption()
         .with_public_key_pem(RSA_PUBLIC)
         .unwrap()
         .with_private_key_pem(RSA_PRIVATE)

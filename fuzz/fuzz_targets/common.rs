@@ -14,6 +14,7 @@ pub fn cmm(backend: Backend) -> DefaultCmm {
     let aes = RawAesKeyring::with_backend("fuzz", "aes", &AES_KEY, backend).unwrap();
     let rsa = RawRsaKeyring::with_backend("fuzz-rsa", "rsa", RsaPadding::OaepSha256, backend)
         .unwrap()
+        .danger_rustcrypto_rsa_decryption()
         .with_public_key_pem(RSA_PUBLIC)
         .unwrap()
         .with_private_key_pem(RSA_PRIVATE)

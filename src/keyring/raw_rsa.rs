@@ -22,6 +22,8 @@ pub struct RawRsaKeyring {
     backend: Backend,
     public_key: Option<Box<dyn RsaPublic>>,
     private_key: Option<Box<dyn RsaPrivate>>,
+    /// RSA decryption on the RustCrypto backend was asked for knowingly.
+    danger_rustcrypto_decryption: bool,
 }
 
 impl RawRsaKeyring {
@@ -44,7 +46,19 @@ impl RawRsaKeyring {
             backend,
             public_key: None,
             private_key: None,
+            danger_rustcrypto_decryption: false,
         })
+    }
+
+    /// Allows a private key on the RustCrypto backend. The `rsa` crate's decryption is exposed to
+    /// the Marvin timing attack (RUSTSEC-2023-0071; no fixed release): someone who can time many
+    /// decryptions of chosen ciphertexts may recover the key. Without this call a RustCrypto
+    /// keyring refuses private keys; AWS-LC's RSA has no such issue. Call it before
+    /// [`Self::with_private_key_pem`], only where an attacker cannot submit messages and time
+    /// their decryption (offline tests, known vectors).
+    pub fn danger_rustcrypto_rsa_decryption(mut self) -> Self {
+        self.danger_rustcrypto_decryption = true;
+        self
     }
 
     /// Adds the public key (PEM `PUBLIC KEY`, X.509 SubjectPublicKeyInfo) used to encrypt.
@@ -54,8 +68,18 @@ impl RawRsaKeyring {
         Ok(self)
     }
 
-    /// Adds the private key (PEM `PRIVATE KEY`, PKCS#8) used to decrypt.
+    /// Adds the private key (PEM `PRIVATE KEY`, PKCS#8) used to decrypt. On the RustCrypto
+    /// backend, only after [`Self::danger_rustcrypto_rsa_decryption`].
     pub fn with_private_key_pem(mut self, pem: &str) -> Result<Self> {
+        #[cfg(feature = "rustcrypto")]
+        if self.backend == Backend::RustCrypto && !self.danger_rustcrypto_decryption {
+            return Err(Error::InvalidConfig(
+                "raw RSA decryption on the RustCrypto backend is exposed to the Marvin timing attack \
+                 (RUSTSEC-2023-0071, no fixed release of the rsa crate): use the aws-lc-rs backend, or opt in with \
+                 RawRsaKeyring::danger_rustcrypto_rsa_decryption where no attacker can time decryptions"
+                    .into(),
+            ));
+        }
         let der = zeroize::Zeroizing::new(decode_pem(pem, "PRIVATE KEY")?);
         self.private_key = Some(self.backend.provider().rsa_private(&der)?);
         Ok(self)
