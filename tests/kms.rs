@@ -218,13 +218,19 @@ async fn aliases_encrypt_but_are_refused_for_decrypt() {
 
 #[tokio::test]
 #[ignore = "needs the local AWS endpoint: run scripts/test"]
-async fn multi_keyrings_compose_kms_and_raw_keys_and_refuse_duplicate_mrks() {
+async fn multi_keyrings_compose_kms_and_raw_keys_and_only_the_mrk_aware_ones_refuse_duplicate_mrks() {
     let env = Endpoint::from_env();
     let (a, b) = env.create_mrk("us-east-1", "us-west-2").await;
     let supplier = AwsSdkClientSupplier::from_sdk_config(env.sdk_config("us-east-1"));
     let err = mrk_multi_keyring(Some(&a), &[&b], &supplier, &[]).unwrap_err();
     assert!(err.to_string().contains("same multi-Region key"), "{err}");
-    assert!(strict_multi_keyring(Some(&a), &[&b], &supplier, &[]).is_err());
+    // aws-kms-multi-keyrings.md, Strict Multi-Keyring: no uniqueness rule (only the MRK-aware
+    // multi-keyrings call aws-kms-mrk-are-unique.md), so two replicas of one MRK are accepted and
+    // each wraps the data key.
+    let both = strict_multi_keyring(Some(&a), &[&b], &supplier, &[]).unwrap();
+    let wrapped_twice = encrypt(both, b"two replicas").await;
+    let (header, _) = esdk::MessageHeader::parse(&wrapped_twice, &esdk::HeaderLimits::default()).unwrap();
+    assert_eq!(header.encrypted_data_keys().len(), 2);
 
     let raw: Arc<dyn Keyring> = Arc::new(RawAesKeyring::new("backup", "raw", &[3u8; 32]).unwrap());
     let kms_a = Counting::new(supplier.client("us-east-1").unwrap());

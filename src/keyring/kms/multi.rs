@@ -24,6 +24,7 @@ fn strict_multi(
     generator: Option<&str>,
     key_ids: &[&str],
     supplier: &dyn ClientSupplier,
+    mrks_unique: bool,
     build: impl Fn(&str, Arc<dyn super::KmsClient>) -> Result<Arc<dyn Keyring>>,
 ) -> Result<MultiKeyring> {
     if generator.is_none() && key_ids.is_empty() {
@@ -31,7 +32,9 @@ fn strict_multi(
     }
     let parsed: Vec<KeyIdentifier> =
         generator.iter().chain(key_ids.iter()).map(|s| KeyIdentifier::parse(s)).collect::<Result<_>>()?;
-    check_mrks_unique(&parsed)?;
+    if mrks_unique {
+        check_mrks_unique(&parsed)?;
+    }
     let mut rings = Vec::with_capacity(parsed.len());
     for id in &parsed {
         let client = supplier.client(region_of(id, supplier)?)?;
@@ -42,26 +45,29 @@ fn strict_multi(
 }
 
 /// A multi-keyring of strict KMS keyrings: `generator` makes the data key, every key in
-/// `key_ids` also wraps it; on decrypt each is tried. Duplicate MRKs are refused.
+/// `key_ids` also wraps it; on decrypt each is tried. Two replicas of one MRK are accepted
+/// (`aws-kms-multi-keyrings.md`, Strict Multi-Keyring, has no uniqueness rule: these keyrings
+/// compare ARNs exactly, so replicas are distinct keys to them).
 pub fn strict_multi_keyring(
     generator: Option<&str>,
     key_ids: &[&str],
     supplier: &dyn ClientSupplier,
     grant_tokens: &[String],
 ) -> Result<MultiKeyring> {
-    strict_multi(generator, key_ids, supplier, |id, client| {
+    strict_multi(generator, key_ids, supplier, false, |id, client| {
         Ok(Arc::new(KmsKeyring::new(id, client)?.with_grant_tokens(grant_tokens.to_vec())))
     })
 }
 
-/// As [`strict_multi_keyring`] with MRK-aware strict keyrings.
+/// As [`strict_multi_keyring`] with MRK-aware strict keyrings; two replicas of one MRK are
+/// refused (`aws-kms-mrk-multi-keyrings.md`, via `aws-kms-mrk-are-unique.md`).
 pub fn mrk_multi_keyring(
     generator: Option<&str>,
     key_ids: &[&str],
     supplier: &dyn ClientSupplier,
     grant_tokens: &[String],
 ) -> Result<MultiKeyring> {
-    strict_multi(generator, key_ids, supplier, |id, client| {
+    strict_multi(generator, key_ids, supplier, true, |id, client| {
         Ok(Arc::new(KmsMrkKeyring::new(id, client)?.with_grant_tokens(grant_tokens.to_vec())))
     })
 }
