@@ -334,12 +334,13 @@ impl Client {
         limit: Option<(u64, u64)>,
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        let max_len = u64::from(u32::MAX) * u64::from(self.frame_length);
-        if plaintext.len() as u64 > max_len {
+        // The frame bound is checked before any materials are asked for (no KMS call for a
+        // message that cannot be written).
+        if !crate::format::body::frames_fit(plaintext.len() as u64, self.frame_length) {
             return Err(Error::LimitExceeded {
                 what: "plaintext length",
                 value: plaintext.len() as u64,
-                limit: max_len,
+                limit: u64::from(u32::MAX) * u64::from(self.frame_length),
             });
         }
         let materials = self.encryption_materials(cmm, encryption_context, Some(plaintext.len() as u64)).await?;

@@ -154,8 +154,12 @@ impl Encryptor {
     pub(crate) fn seal_all(mut self, plaintext: &[u8], out: &mut [u8], workers: Workers) -> Result<()> {
         let f = self.frame_len as usize;
         let (regular, last) = body::split_frames(plaintext.len() as u64, self.frame_len);
-        if self.next_seq != 1 || regular >= u64::from(u32::MAX - 1) {
-            return Err(Error::LimitExceeded { what: "frame count", value: regular, limit: u64::from(u32::MAX - 2) });
+        if self.next_seq != 1 || regular > body::MAX_REGULAR_FRAMES {
+            return Err(Error::LimitExceeded {
+                what: "regular frame count",
+                value: regular,
+                limit: body::MAX_REGULAR_FRAMES,
+            });
         }
         let regular = regular as usize;
         let regular_size = body::frame_size(BodyKind::Regular, f);

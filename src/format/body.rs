@@ -179,6 +179,17 @@ pub fn framed_body_len(plaintext_len: u64, frame_len: u32) -> u64 {
 }
 
 /// Number of regular frames and the final frame's length for a plaintext.
+/// Most frames one message may hold (spec `data-format/message-body.md`: sequence numbers start
+/// at 1 and the final frame's "MUST be less than or equal to" 2^32 - 1): 2^32 - 2 regular frames
+/// and the final one.
+pub(crate) const MAX_REGULAR_FRAMES: u64 = u32::MAX as u64 - 1;
+
+/// Whether a plaintext of `plaintext_len` bytes fits one framed message with `frame_len`-byte
+/// frames (at most [`MAX_REGULAR_FRAMES`] regular frames plus a final frame of up to one frame).
+pub(crate) fn frames_fit(plaintext_len: u64, frame_len: u32) -> bool {
+    frame_len > 0 && split_frames(plaintext_len, frame_len).0 <= MAX_REGULAR_FRAMES
+}
+
 pub(crate) fn split_frames(plaintext_len: u64, frame_len: u32) -> (u64, u64) {
     let f = frame_len as u64;
     if plaintext_len == 0 {
@@ -186,4 +197,22 @@ pub(crate) fn split_frames(plaintext_len: u64, frame_len: u32) -> (u64, u64) {
     }
     let regular = (plaintext_len - 1) / f;
     (regular, plaintext_len - regular * f)
+}
+
+#[cfg(test)]
+mod frame_bound_tests {
+    use super::*;
+
+    #[test]
+    fn exactly_the_spec_maximum_of_frames_fits() {
+        // message-body.md: frame sequence numbers run from 1 to at most 2^32 - 1, the final frame
+        // included, so (2^32 - 1) full frames are the largest message.
+        for f in [1u32, 4096, u32::MAX] {
+            let max = u64::from(u32::MAX) * u64::from(f);
+            assert!(frames_fit(max, f), "frame length {f}");
+            assert_eq!(split_frames(max, f).0, MAX_REGULAR_FRAMES);
+            assert!(!frames_fit(max + 1, f), "frame length {f}");
+        }
+        assert!(frames_fit(0, 1) && !frames_fit(1, 0));
+    }
 }
