@@ -244,9 +244,10 @@ impl Client {
         let footer = header.suite().signature().map_or(0, |c| 2 + crate::crypto::signature_len::fixed_len(c) as u64);
         let body = match header.content_type() {
             ContentType::Framed => body::framed_body_len(plaintext_len, header.frame_length().max(1)),
-            ContentType::NonFramed => body::NON_FRAMED_OVERHEAD as u64 + plaintext_len,
+            ContentType::NonFramed => (body::NON_FRAMED_OVERHEAD as u64).saturating_add(plaintext_len),
         };
-        (header.body_len() + header.auth_len()) as u64 + body + footer
+        // Saturating: any u64 input gives an answer (u64::MAX meaning "larger than any limit").
+        ((header.body_len() + header.auth_len()) as u64).saturating_add(body).saturating_add(footer)
     }
 
     /// The largest plaintext whose message under `header` fits in `ciphertext_budget` bytes, or

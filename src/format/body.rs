@@ -174,11 +174,14 @@ pub(crate) fn write_frame_prefix(out: &mut [u8], kind: BodyKind, seq: u32, conte
 /// crate writes it: full regular frames, then a final frame holding the rest (a full frame when
 /// the plaintext is a non-zero multiple of the frame length, as the reference SDKs do).
 pub fn framed_body_len(plaintext_len: u64, frame_len: u32) -> u64 {
-    let (regular, last) = split_frames(plaintext_len, frame_len);
-    regular * (REGULAR_FRAME_OVERHEAD as u64 + frame_len as u64) + FINAL_FRAME_OVERHEAD as u64 + last
+    let (regular, last) = split_frames(plaintext_len, frame_len.max(1));
+    // Saturates instead of overflowing: a length no message can have stays larger than any limit.
+    regular
+        .saturating_mul(REGULAR_FRAME_OVERHEAD as u64 + frame_len as u64)
+        .saturating_add(FINAL_FRAME_OVERHEAD as u64)
+        .saturating_add(last)
 }
 
-/// Number of regular frames and the final frame's length for a plaintext.
 /// Most frames one message may hold (spec `data-format/message-body.md`: sequence numbers start
 /// at 1 and the final frame's "MUST be less than or equal to" 2^32 - 1): 2^32 - 2 regular frames
 /// and the final one.
@@ -190,6 +193,7 @@ pub(crate) fn frames_fit(plaintext_len: u64, frame_len: u32) -> bool {
     frame_len > 0 && split_frames(plaintext_len, frame_len).0 <= MAX_REGULAR_FRAMES
 }
 
+/// Number of regular frames and the final frame's length for a plaintext.
 pub(crate) fn split_frames(plaintext_len: u64, frame_len: u32) -> (u64, u64) {
     let f = frame_len as u64;
     if plaintext_len == 0 {
@@ -214,5 +218,15 @@ mod frame_bound_tests {
             assert!(!frames_fit(max + 1, f), "frame length {f}");
         }
         assert!(frames_fit(0, 1) && !frames_fit(1, 0));
+    }
+
+    proptest::proptest! {
+        /// Any u64 length and frame length: no overflow, and never smaller than the plaintext.
+        #[test]
+        fn framed_body_len_never_overflows(len in proptest::prop_oneof![proptest::num::u64::ANY, proptest::strategy::Just(u64::MAX)], frame in 0u32..=u32::MAX) {
+            let n = framed_body_len(len, frame);
+            proptest::prop_assert!(n >= len);
+            let _ = frames_fit(len, frame);
+        }
     }
 }
