@@ -102,7 +102,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Maximum header length accepted on decrypt (default 4 MiB).
+    /// Maximum header length accepted on decrypt (default 64 MiB: 65,535 EDKs of up to 1 KiB).
     pub fn max_header_len(mut self, max: usize) -> Self {
         self.client.header_limits.max_header_len = max;
         self
@@ -164,6 +164,13 @@ impl ClientBuilder {
         let c = self.client;
         if c.frame_length == 0 {
             return Err(Error::InvalidConfig("frame length must be between 1 and 4294967295".into()));
+        }
+        if c.frame_length > c.max_frame_len {
+            return Err(Error::InvalidConfig(format!(
+                "frame length {} is larger than this client's max_frame_length {} for decryption, so it could not \
+                 decrypt its own messages: raise max_frame_length or use a smaller frame length",
+                c.frame_length, c.max_frame_len
+            )));
         }
         if c.header_limits.max_encrypted_data_keys == Some(0) {
             return Err(Error::InvalidConfig("max_encrypted_data_keys must be at least 1".into()));

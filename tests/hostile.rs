@@ -157,8 +157,13 @@ fn raw_aes_keyring_refuses_the_kms_namespace_and_bad_key_sizes() {
 
 #[test]
 fn authentic_header_with_a_4_gib_frame_length_is_refused_by_the_frame_limit() {
-    // A genuine message (its header authenticates) announcing 2^32 - 1 byte frames.
-    let client = Client::builder().frame_length(u32::MAX).build().unwrap();
+    // A genuine message (its header authenticates) announcing 2^32 - 1 byte frames. A client
+    // that writes such frames must say it also reads them: its own decrypt limit would refuse
+    // its messages otherwise.
+    let err = Client::builder().frame_length(u32::MAX).build().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+    assert!(err.to_string().contains("max_frame_length"), "{err}");
+    let client = Client::builder().frame_length(u32::MAX).max_frame_length(u32::MAX).build().unwrap();
     let m = client.encrypt_blocking(&cmm(), b"small", &EncryptionContext::new()).unwrap();
     let err = Client::new().decrypt_blocking(&cmm(), &m, None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");

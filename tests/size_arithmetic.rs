@@ -12,6 +12,7 @@ fn header(suite: AlgorithmSuite, frame_length: u32) -> MessageHeader {
         .commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt)
         .suite(suite)
         .frame_length(frame_length)
+        .max_frame_length(frame_length)
         .build()
         .unwrap();
     let m = client.encrypt_blocking(&cmm, b"", &EncryptionContext::new()).unwrap();

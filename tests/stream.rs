@@ -192,8 +192,12 @@ fn trailing_bytes_after_the_message_are_an_error() {
 #[test]
 fn a_huge_frame_length_is_refused_before_buffering() {
     let client = Client::builder().max_frame_length(1 << 20).build().unwrap();
-    let big =
-        Client::builder().suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey).frame_length(u32::MAX).build().unwrap();
+    let big = Client::builder()
+        .suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey)
+        .frame_length(u32::MAX)
+        .max_frame_length(u32::MAX)
+        .build()
+        .unwrap();
     let message = big.encrypt_blocking(&cmm(), b"tiny", &EncryptionContext::new()).unwrap();
     let err = client.decrypting_reader_blocking(&cmm(), &message[..], None, SignedMessages::Refuse).err().unwrap();
     assert_eq!(err.kind(), ErrorKind::LimitExceeded);

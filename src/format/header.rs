@@ -31,13 +31,18 @@ pub struct HeaderLimits {
     /// Maximum number of encrypted data keys; `None` disables the check (spec default).
     pub max_encrypted_data_keys: Option<u16>,
     /// Maximum serialized header length, so a hostile header cannot make the parser hold
-    /// 65,535 EDKs of 196 KiB each. Default 4 MiB.
+    /// 65,535 EDKs of 196 KiB each. Default [`DEFAULT_MAX_HEADER_LEN`] (64 MiB): room for the
+    /// format's 65,535 EDKs at up to 1 KiB each (a KMS EDK is about 300 bytes, an RSA-4096 one
+    /// about 600), so the default does not cap the EDK count below the format's.
     pub max_header_len: usize,
 }
 
+/// Default [`HeaderLimits::max_header_len`]: 64 MiB, as the other decrypt buffers.
+pub const DEFAULT_MAX_HEADER_LEN: usize = 64 << 20;
+
 impl Default for HeaderLimits {
     fn default() -> Self {
-        Self { max_encrypted_data_keys: None, max_header_len: 4 << 20 }
+        Self { max_encrypted_data_keys: None, max_header_len: DEFAULT_MAX_HEADER_LEN }
     }
 }
 

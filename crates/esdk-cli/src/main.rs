@@ -298,7 +298,8 @@ fn build_client(common: &Common, suite: Option<AlgorithmSuite>, frame_length: Op
         b = b.suite(s);
     }
     if let Some(f) = frame_length {
-        b = b.frame_length(f);
+        // This client only encrypts with it; its decrypt limit must admit the frames it writes.
+        b = b.frame_length(f).max_frame_length(f.max(esdk::DEFAULT_DECRYPT_BUFFER_LIMIT as u32));
     }
     if let Some(m) = common.max_encrypted_data_keys {
         b = b.max_encrypted_data_keys(m);
