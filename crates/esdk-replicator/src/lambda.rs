@@ -1,7 +1,7 @@
 //! Lambda mode: a `KinesisEvent` from the event source mapping in, a `KinesisEventResponse` with
 //! `batchItemFailures` out. Clients, configuration and the per-stream replicators are built
 //! once at init; each invocation forwards one shard's batch through
-//! [`LambdaReplicator`](esdk_kinesis::lambda::LambdaReplicator) and publishes its metrics.
+//! [`LambdaReplicator`] and publishes its metrics.
 
 use std::collections::HashMap;
 use std::sync::Arc;
