@@ -48,7 +48,7 @@ pub struct RegionInit {
 /// naming `active`. Safe to run again; stops at the first Region that fails (each Region must
 /// be set up before replication starts).
 pub async fn init(regions: &[RegionTable], stream: &str, active: &str) -> Result<Vec<RegionInit>> {
-    check_regions(regions, active)?;
+    check_regions(regions, Some(active))?;
     let mut done = Vec::with_capacity(regions.len());
     for r in regions {
         let created_table = r.table.create_if_missing().await?;
@@ -113,7 +113,7 @@ pub async fn fail_over(
     margin: Duration,
     dry_run: bool,
 ) -> Result<Failover> {
-    check_regions(regions, to)?;
+    check_regions(regions, Some(to))?;
     let target = regions
         .iter()
         .find(|r| r.region == to)
@@ -193,7 +193,7 @@ pub struct RegionStatus {
 /// Reads every Region's flag and, from each Region's table, the replication into it from every
 /// other Region. Unreachable Regions are reported, not fatal.
 pub async fn status(regions: &[RegionTable], stream: &str, margin: Duration) -> Result<Vec<RegionStatus>> {
-    check_regions(regions, &regions.first().map(|r| r.region.clone()).unwrap_or_default())?;
+    check_regions(regions, None)?;
     let mut out = Vec::with_capacity(regions.len());
     for r in regions {
         let active = r.table.active_region(stream).await;
@@ -212,8 +212,8 @@ async fn source_status(table: &ControlTable, stream: &str, source: &str, margin:
     Ok(SourceStatus { source_region: source.to_owned(), lease, shards: point.shards, resume_from: point.from })
 }
 
-/// At least two distinct Regions, `named` among them.
-fn check_regions(regions: &[RegionTable], named: &str) -> Result<()> {
+/// At least two distinct Regions, and `named` (if any) among them.
+fn check_regions(regions: &[RegionTable], named: Option<&str>) -> Result<()> {
     let mut names: Vec<&str> = regions.iter().map(|r| r.region.as_str()).collect();
     names.sort_unstable();
     names.dedup();
@@ -223,7 +223,7 @@ fn check_regions(regions: &[RegionTable], named: &str) -> Result<()> {
             regions.iter().map(|r| r.region.as_str()).collect::<Vec<_>>()
         )));
     }
-    if !names.contains(&named) {
+    if let Some(named) = named.filter(|n| !names.contains(n)) {
         return Err(KinesisError::InvalidConfig(format!("Region {named} is not one of --regions {names:?}")));
     }
     Ok(())

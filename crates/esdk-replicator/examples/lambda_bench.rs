@@ -83,15 +83,7 @@ async fn main() {
     let (cold, warm) = records.split_at(COLD_STARTS * 100);
     let vars = [("AWS_REGION", ra), ("ESDK_REPLICATE_TO", rb), ("ESDK_CONTROL_TABLE", table.as_str())];
     let spawn = |api: &RuntimeApi| {
-        Command::new(&bin)
-            .env("AWS_LAMBDA_RUNTIME_API", api.address())
-            .env("AWS_ENDPOINT_URL", env.url())
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_LAMBDA_FUNCTION_NAME", "esdk-replicator")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        api.command(&env, &bin)
             .env("RUST_LOG", "warn")
             .envs(vars)
             .stdout(Stdio::null())

@@ -173,22 +173,22 @@ impl Service {
             let (stop, shutdown, health) = (stop.clone(), shutdown.clone(), health.clone());
             tokio::spawn(async move {
                 let mut expires_at = expires_at;
-                let mut last_renewal = Instant::now();
+                let mut next_renewal = Instant::now() + ttl / 3;
                 loop {
-                    let until_renewal = (ttl / 3).saturating_sub(last_renewal.elapsed());
-                    tokio::time::sleep(until_renewal.min(Duration::from_millis(100))).await;
+                    let wait = next_renewal.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(wait.min(Duration::from_millis(100))).await;
                     if shutdown.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed) {
                         stop.store(true, Ordering::Relaxed);
                         return;
                     }
-                    if last_renewal.elapsed() < ttl / 3 {
+                    if Instant::now() < next_renewal {
                         continue;
                     }
                     match table.acquire_lease(&stream, &region, &owner, ttl).await {
                         Ok(Some(lease)) => {
                             health.table_ok.store(true, Ordering::Relaxed);
                             expires_at = lease.expires_at;
-                            last_renewal = Instant::now();
+                            next_renewal = Instant::now() + ttl / 3;
                         }
                         Ok(None) => {
                             tracing::warn!(owner = %owner, "another instance took the lease; stopping after the batch in flight");
@@ -200,12 +200,12 @@ impl Service {
                             // Stop before the lease can lapse unconfirmed (a third of the TTL of margin).
                             let left = expires_at.duration_since(SystemTime::now()).unwrap_or_default();
                             if left < ttl / 3 {
-                                tracing::warn!(error = %e, "cannot renew the lease before it expires; stopping");
+                                tracing::warn!(error = %e, table = %table.table(), "cannot renew the lease before it expires; stopping after the batch in flight and standing by (check that the control table is reachable)");
                                 stop.store(true, Ordering::Relaxed);
                                 return;
                             }
-                            tracing::warn!(error = %e, "renewing the lease failed (retried)");
-                            last_renewal = Instant::now() - ttl / 3 + Duration::from_millis(500).min(ttl / 6);
+                            tracing::warn!(error = %e, "renewing the lease failed (retried in 500 ms)");
+                            next_renewal = Instant::now() + Duration::from_millis(500).min(ttl / 6);
                         }
                     }
                 }

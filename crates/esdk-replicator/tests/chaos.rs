@@ -5,7 +5,7 @@
 //! 20,000). Fault probability: `CHAOS_FAULTS` (default 0.1). Every scenario prints one line
 //! `chaos <name>: <n> records, lost 0, duplicated 0, out of order 0, ...`.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,13 +53,9 @@ async fn verify(name: &str, sides: [&Side; 2], stream: &str, all: &[Change]) -> 
 
 /// The `esdk-replicator` program, replicating `from` → `to` on the local endpoint.
 fn spawn_replicator(env: &Endpoint, stream: &str, from: &str, to: &str, table: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_esdk-replicator"))
+    env.command(env!("CARGO_BIN_EXE_esdk-replicator"))
         .args(["run", "--stream", stream, "--from", from, "--to", to, "--control-table", table])
         .args(["--poll-interval", "5ms", "--idle-interval", "20ms", "--lease-ttl", "3s"])
-        .env("AWS_ENDPOINT_URL", env.url())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

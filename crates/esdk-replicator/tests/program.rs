@@ -55,17 +55,8 @@ struct Function {
 impl Function {
     fn start(env: &Endpoint, api: &RuntimeApi, vars: &[(&str, &str)]) -> Self {
         let started = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_esdk-replicator"))
-            .env("AWS_LAMBDA_RUNTIME_API", api.address())
-            .env("AWS_ENDPOINT_URL", env.url())
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_LAMBDA_FUNCTION_NAME", "esdk-replicator")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/esdk-replicator")
+        let mut child = api
+            .command(env, env!("CARGO_BIN_EXE_esdk-replicator"))
             .env("RUST_LOG", "warn")
             .envs(vars.iter().copied())
             .stdout(Stdio::piped())
@@ -279,14 +270,10 @@ fn free_port() -> u16 {
 }
 
 fn spawn_service(env: &Endpoint, stream: &str, from: &str, to: &str, table: &str, owner: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_esdk-replicator"))
+    env.command(env!("CARGO_BIN_EXE_esdk-replicator"))
         .args(["run", "--stream", stream, "--from", from, "--to", to, "--control-table", table, "--owner", owner])
         .args(["--poll-interval", "5ms", "--idle-interval", "20ms", "--lease-ttl", "3s"])
         .args(["--health-addr", &format!("127.0.0.1:{port}")])
-        .env("AWS_ENDPOINT_URL", env.url())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

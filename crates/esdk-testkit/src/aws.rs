@@ -36,6 +36,17 @@ impl Endpoint {
         &self.url
     }
 
+    /// A command for `program` (a binary of the workspace) that reaches this endpoint with the
+    /// test credentials and no instance metadata lookups.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut cmd = std::process::Command::new(program);
+        cmd.env("AWS_ENDPOINT_URL", &self.url)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        cmd
+    }
+
     /// SDK configuration for `region` with test credentials and fast retries (3 attempts).
     pub fn kms_config(&self, region: &str) -> aws_sdk_kms::Config {
         aws_sdk_kms::Config::builder()

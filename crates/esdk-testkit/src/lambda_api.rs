@@ -50,6 +50,19 @@ impl RuntimeApi {
         Self { addr, state }
     }
 
+    /// A command that runs `program` as a Lambda function against this runtime API and `env`:
+    /// the variables Lambda sets (function name, memory, version, log names) and the endpoint's.
+    pub fn command(&self, env: &crate::aws::Endpoint, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut cmd = env.command(program);
+        cmd.env("AWS_LAMBDA_RUNTIME_API", &self.addr)
+            .env("AWS_LAMBDA_FUNCTION_NAME", "esdk-replicator")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/esdk-replicator");
+        cmd
+    }
+
     /// `host:port`, the value of `AWS_LAMBDA_RUNTIME_API`.
     pub fn address(&self) -> &str {
         &self.addr
