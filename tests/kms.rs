@@ -314,36 +314,38 @@ fn python_esdk_interop_with_kms_multi_region_keys() {
     assert_eq!((summary.passed, summary.failed), (6, 0), "{:?}", summary.failures);
 }
 
+/// Adds an `aws-kms` EDK whose provider info is an alias, not a key ARN, after whatever EDKs the
+/// keyrings before it wrote.
+#[derive(Debug)]
+struct MalformedKmsEdk;
+
+#[async_trait::async_trait]
+impl Keyring for MalformedKmsEdk {
+    async fn on_encrypt(
+        &self,
+        mut m: esdk::materials::EncryptionMaterials,
+    ) -> esdk::Result<esdk::materials::EncryptionMaterials> {
+        m.data_key_or_generate()?;
+        m.add_encrypted_data_key(esdk::EncryptedDataKey {
+            provider_id: "aws-kms".into(),
+            provider_info: b"alias/not-a-key-arn".to_vec(),
+            ciphertext: vec![1; 16],
+        });
+        Ok(m)
+    }
+    async fn on_decrypt(
+        &self,
+        _: esdk::materials::DecryptionMaterials,
+        _: &[esdk::EncryptedDataKey],
+    ) -> esdk::Result<esdk::materials::DecryptionMaterials> {
+        Err(Error::InvalidConfig("MalformedKmsEdk is used for encryption only".into()))
+    }
+}
+
 /// An `aws-kms` EDK whose provider info is not a key ARN fails OnDecrypt (spec) without any KMS call.
 #[tokio::test]
 async fn malformed_kms_provider_info_fails_without_a_kms_call() {
-    #[derive(Debug)]
-    struct BogusKmsEdk;
-
-    #[async_trait::async_trait]
-    impl Keyring for BogusKmsEdk {
-        async fn on_encrypt(
-            &self,
-            mut m: esdk::materials::EncryptionMaterials,
-        ) -> esdk::Result<esdk::materials::EncryptionMaterials> {
-            m.data_key_or_generate()?;
-            m.add_encrypted_data_key(esdk::EncryptedDataKey {
-                provider_id: "aws-kms".into(),
-                provider_info: b"alias/not-a-key-arn".to_vec(),
-                ciphertext: vec![1; 16],
-            });
-            Ok(m)
-        }
-        async fn on_decrypt(
-            &self,
-            _: esdk::materials::DecryptionMaterials,
-            _: &[esdk::EncryptedDataKey],
-        ) -> esdk::Result<esdk::materials::DecryptionMaterials> {
-            unreachable!("used for encryption only")
-        }
-    }
-
-    let message = encrypt(BogusKmsEdk, b"x").await;
+    let message = encrypt(MalformedKmsEdk, b"x").await;
     let arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
     let kms = Counting::new(Arc::new(esdk::keyring::kms::AwsSdkKmsClient::new(aws_sdk_kms::Client::from_conf(
         aws_sdk_kms::Config::builder()
@@ -355,4 +357,55 @@ async fn malformed_kms_provider_info_fails_without_a_kms_call() {
     assert_eq!(err.kind(), ErrorKind::NoDecryptableDataKey);
     assert!(err.to_string().contains("malformed aws-kms provider info"), "{err}");
     assert!(kms.calls().is_empty());
+}
+
+/// `aws-kms-keyring.md` and `aws-kms-mrk-keyring.md` (and both discovery keyrings), OnDecrypt:
+/// "The set of encrypted data keys MUST first be filtered to match this keyring's configuration.
+/// [...] The provider info MUST be a valid AWS KMS ARN with a resource type of `key` or OnDecrypt
+/// MUST fail." The filter runs over the whole list first, so a malformed EDK *after* one the
+/// keyring could decrypt still fails OnDecrypt, and no KMS call is made.
+#[tokio::test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
+async fn every_kms_keyring_filters_the_whole_edk_list_before_calling_kms() {
+    let env = Endpoint::from_env();
+    let region = "eu-south-2"; // used by this test only
+    let (mrk, _) = env.create_mrk(region, "eu-central-2").await;
+    let good = encrypt(KmsKeyring::new(&mrk, env.kms(region)).unwrap(), b"filtered").await;
+    let with_malformed = {
+        let keyring = MultiKeyring::new(
+            Some(Arc::new(KmsKeyring::new(&mrk, env.kms(region)).unwrap())),
+            vec![Arc::new(MalformedKmsEdk)],
+        )
+        .unwrap();
+        encrypt(keyring, b"filtered").await
+    };
+
+    type Make = fn(&str, Arc<dyn esdk::keyring::kms::KmsClient>, &str) -> Arc<dyn Keyring>;
+    let keyrings: [(&str, Make); 4] = [
+        ("strict", |arn, kms, _| Arc::new(KmsKeyring::new(arn, kms).unwrap())),
+        ("MRK-aware strict", |arn, kms, _| Arc::new(KmsMrkKeyring::new(arn, kms).unwrap())),
+        ("discovery", |_, kms, _| Arc::new(KmsDiscoveryKeyring::new(kms))),
+        ("MRK-aware discovery", |_, kms, region| Arc::new(KmsMrkDiscoveryKeyring::new(kms, region, None).unwrap())),
+    ];
+    for (name, make) in keyrings {
+        let kms = Counting::new(env.kms(region));
+        // The same keyring decrypts the message without the malformed EDK, with one call...
+        let plaintext = Client::new()
+            .decrypt(&DefaultCmm::new(make(&mrk, kms.clone(), region)), &good, Some(&ec()))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .plaintext;
+        assert_eq!(plaintext, b"filtered");
+        assert_eq!(kms.calls().len(), 1, "{name}: {:?}", kms.calls());
+        // ...and refuses the one whose second EDK is malformed, before any call.
+        let kms = Counting::new(env.kms(region));
+        let err = Client::new()
+            .decrypt(&DefaultCmm::new(make(&mrk, kms.clone(), region)), &with_malformed, Some(&ec()))
+            .await
+            .expect_err(name);
+        assert_eq!(err.kind(), ErrorKind::NoDecryptableDataKey, "{name}: {err}");
+        assert!(!err.is_retryable(), "{name}");
+        assert!(err.to_string().contains("malformed aws-kms provider info"), "{name}: {err}");
+        assert!(kms.calls().is_empty(), "{name}: KMS was called: {:?}", kms.calls());
+    }
 }

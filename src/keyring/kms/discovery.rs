@@ -33,7 +33,6 @@ impl DiscoveryFilter {
         Ok(Self { partition: partition.to_owned(), accounts })
     }
 
-    /// Why `arn` does not pass, if it does not.
     /// Whether `arn`'s partition or account is outside this filter.
     fn rejects(&self, arn: &KmsArn) -> bool {
         arn.partition() != self.partition || !self.accounts.contains(arn.account())
@@ -75,6 +74,9 @@ impl Discovery {
     ) -> Result<DecryptionMaterials> {
         ensure_no_data_key(&materials)?;
         let mut attempts = Attempts::new(self.describe(), edks);
+        // "The set of encrypted data keys MUST first be filtered to match this keyring's
+        // configuration": the whole list before any KMS call (see the strict keyrings).
+        let mut matching = Vec::new();
         for (i, edk) in edks.iter().enumerate() {
             let arn = match candidate(i, edk, &mut attempts) {
                 Candidate::Arn(arn) => arn,
@@ -96,8 +98,10 @@ impl Discovery {
                     continue;
                 }
                 _ => arn,
-            }
-            .to_string();
+            };
+            matching.push((i, edk, key_id.to_string()));
+        }
+        for (i, edk, key_id) in matching {
             if let Some(key) =
                 decrypt_edk(&*self.client, &key_id, i, edk, &materials, &self.grant_tokens, &mut attempts).await
             {

@@ -95,6 +95,10 @@ impl Strict {
         };
         let configured_str = configured.to_string();
         let mut attempts = Attempts::new(self.describe(), edks);
+        // "The set of encrypted data keys MUST first be filtered to match this keyring's
+        // configuration": the whole list, so a malformed `aws-kms` EDK anywhere fails OnDecrypt
+        // before any KMS call, even when an earlier EDK would decrypt.
+        let mut matching = Vec::new();
         for (i, edk) in edks.iter().enumerate() {
             let arn = match candidate(i, edk, &mut attempts) {
                 Candidate::Arn(arn) => arn,
@@ -105,10 +109,13 @@ impl Strict {
                 Matching::Exact => arn == *configured,
                 Matching::Mrk => mrk_match(&self.key_id, &KeyIdentifier::Arn(arn.clone())),
             };
-            if !allowed {
+            if allowed {
+                matching.push((i, edk));
+            } else {
                 attempts.skip(i, edk, SkipReason::NotAllowListed { key_arn: arn.to_string() });
-                continue;
             }
+        }
+        for (i, edk) in matching {
             if let Some(key) =
                 decrypt_edk(&*self.client, &configured_str, i, edk, &materials, &self.grant_tokens, &mut attempts).await
             {
