@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use esdk::cmm::EncryptionMaterialsRequest;
 use esdk::{
     AlgorithmSuite, CachingCmm, Client, CommitmentPolicy, DefaultCmm, EncryptionContext, ErrorKind, HeaderLimits,
     Keyring, LocalCache, MaterialsManager, MessageHeader, RawAesKeyring,
@@ -103,9 +104,38 @@ fn decrypt_materials_are_cached_per_edk_set_and_context() {
         assert_eq!(client.decrypt_blocking(&dec, m, Some(&ec("orders"))).unwrap().plaintext, b"r");
     }
     assert_eq!(dec_keyring.decrypts(), 1, "one unwrap for 50 messages sharing a data key");
-    // A mismatching expected context is still refused: it is part of the cache identity.
+    // A mismatching expected context is still refused: the entry is bound to the reproduced
+    // context it was checked against, so another one misses and is checked again.
     let err = client.decrypt_blocking(&dec, &messages[0], Some(&ec("payments"))).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::EncryptionContextMismatch);
+}
+
+/// The spec's identifier (Appendix A) leaves out the required-only context keys, which decide what
+/// the header stores: the entry's binding keeps materials made for one set of them from serving a
+/// request with another (each such request misses and replaces the entry).
+#[tokio::test]
+async fn required_context_keys_bind_encryption_entries() {
+    let keyring = CountingKeyring::new(raw());
+    let cmm = caching(keyring.clone(), 10, Duration::from_secs(300));
+    let request = |required: &[&str]| {
+        let mut r = EncryptionMaterialsRequest::new(ec("orders"), CommitmentPolicy::RequireEncryptRequireDecrypt);
+        r.max_plaintext_length = Some(1);
+        r.required_encryption_context_keys = required.iter().map(|k| k.to_string()).collect();
+        r
+    };
+    for _ in 0..3 {
+        let m = cmm.get_encryption_materials(request(&[])).await.unwrap();
+        assert!(m.required_encryption_context_keys().is_empty());
+    }
+    assert_eq!(keyring.encrypts(), 1, "same request, one entry");
+    let m = cmm.get_encryption_materials(request(&["stream"])).await.unwrap();
+    assert_eq!(m.required_encryption_context_keys().iter().collect::<Vec<_>>(), ["stream"]);
+    assert_eq!(keyring.encrypts(), 2, "same identifier, other required keys: a miss");
+    let m = cmm.get_encryption_materials(request(&["stream"])).await.unwrap();
+    assert_eq!(m.required_encryption_context_keys().len(), 1);
+    assert_eq!(keyring.encrypts(), 2, "the replacing entry serves its own binding");
+    assert!(cmm.get_encryption_materials(request(&[])).await.unwrap().required_encryption_context_keys().is_empty());
+    assert_eq!(keyring.encrypts(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

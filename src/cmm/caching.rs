@@ -5,13 +5,17 @@
 //! cache, a producer calls `GenerateDataKey` once per entry lifetime and a consumer calls
 //! `Decrypt` once per distinct EDK set, not once per message.
 //!
-//! Cache entry identifiers are SHA-512 over an unambiguous (length-prefixed) encoding of the
-//! same inputs as the spec's formulas (Appendix A: partition, suite, sorted serialized EDKs,
-//! serialized encryption context), in one pass instead of a hash of hashes (a third of the
-//! hashing per message; the spec allows either for a cache that is not shared with other SDKs).
-//! Two inputs are added: the required-only context keys on encrypt, and on decrypt the reproduced
-//! encryption context, so a cache hit can never skip the check that reproduced values match the
-//! stored ones.
+//! Cache entry identifiers are exactly the spec's (Appendix A, "Cache Entry Identifier
+//! Formulas"): SHA-384 of resource id, scope id, partition id and resource suffix (the suite, the
+//! sorted serialized EDKs, the serialized encryption context), separated by NUL bytes.
+//!
+//! The identifier leaves out two inputs that change what the underlying materials manager
+//! returns or checks: on encrypt, the required-only context keys (they decide which pairs the
+//! header stores); on decrypt, the reproduced encryption context (the underlying manager checks
+//! it against the stored one). Each entry records these as its *binding*, and a lookup whose
+//! binding differs is a miss that refetches and replaces the entry, so a cache hit can never skip
+//! that check or return materials made for another set of required keys. The identifier formula
+//! stays the spec's; the binding only narrows when an entry may be used.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -72,7 +76,17 @@ impl CacheStats {
     }
 }
 
-type EntryId = [u8; 64];
+/// A cache entry identifier: SHA-384 (`caching-cmm.md`, Appendix A).
+type EntryId = [u8; 48];
+
+/// Appendix A, "Resource Identifier": the caching CMM.
+const RESOURCE_CACHING_CMM: u8 = 0x01;
+/// Appendix A, "Scope Identifier": encrypt.
+const SCOPE_ENCRYPT: u8 = 0x01;
+/// Appendix A, "Scope Identifier": decrypt.
+const SCOPE_DECRYPT: u8 = 0x02;
+/// Appendix A: the fields are "separated by a single NULL_BYTE `0x00`".
+const NUL: u8 = 0x00;
 
 enum Cached {
     Encrypt(EncryptionMaterials),
@@ -81,10 +95,22 @@ enum Cached {
 
 struct Entry {
     materials: Cached,
+    /// The inputs outside the identifier this entry was made for (see the module docs).
+    binding: Vec<u8>,
     created: Instant,
     /// Created plus the max age of the CMM that stored it: TTL-expired from then on.
     expires: Instant,
     last_used: u64,
+    messages: u64,
+    bytes: u64,
+}
+
+/// What [`LocalCache::insert`] stores.
+struct NewEntry {
+    materials: Cached,
+    binding: Vec<u8>,
+    ttl: Duration,
+    /// Uses already counted (1 for the encryption that fetched it).
     messages: u64,
     bytes: u64,
 }
@@ -211,7 +237,8 @@ impl LocalCache {
 
     /// Put Cache Entry: prunes, stores, then evicts least recently used entries down to the
     /// capacity.
-    fn insert(&self, id: EntryId, materials: Cached, ttl: Duration, messages: u64, bytes: u64) -> Result<()> {
+    fn insert(&self, id: EntryId, entry: NewEntry) -> Result<()> {
+        let NewEntry { materials, binding, ttl, messages, bytes } = entry;
         let mut state = self.lock()?;
         let now = Instant::now();
         let pruned = state.prune(now);
@@ -219,7 +246,7 @@ impl LocalCache {
         let tick = state.next_tick();
         state.remove(&id);
         let expires = now.checked_add(ttl).unwrap_or(now);
-        state.entries.insert(id, Entry { materials, created: now, expires, last_used: tick, messages, bytes });
+        state.entries.insert(id, Entry { materials, binding, created: now, expires, last_used: tick, messages, bytes });
         state.lru.insert(tick, id);
         while state.entries.len() > self.capacity {
             let Some((_, oldest)) = state.lru.first_key_value().map(|(t, k)| (*t, *k)) else { break };
@@ -315,37 +342,41 @@ impl CachingCmm {
         self.cache.stats()
     }
 
+    /// Appendix A, "Encryption Materials, Without/With Algorithm Suite".
     fn encrypt_id(&self, request: &EncryptionMaterialsRequest) -> Result<EntryId> {
-        request.encryption_context.check_serializable()?;
-        let mut buf = self.id_prefix(0x01, request.encryption_context.serialized_len() + 64);
+        let ec = &request.encryption_context;
+        ec.check_serializable()?;
+        let mut buf = self.id_prefix(SCOPE_ENCRYPT, 6 + ec.serialized_len());
         match request.suite {
-            None => buf.push(0x00),
-            Some(s) => {
-                buf.push(0x01);
-                buf.extend_from_slice(&s.id_bytes());
+            // "the Algorithm Suite Hex byte `0x00` to indicate Encryption Materials Without
+            // Algorithm Suite"
+            None => buf.extend_from_slice(&[0x00, NUL]),
+            // "`0x01` to indicate Encryption Materials With Algorithm Suite" and "the two-byte
+            // Algorithm Suite ID"
+            Some(suite) => {
+                buf.extend_from_slice(&[0x01, NUL]);
+                buf.extend_from_slice(&suite.id_bytes());
+                buf.push(NUL);
             }
         }
-        put_context(&mut buf, &request.encryption_context);
-        buf.extend_from_slice(&(request.required_encryption_context_keys.len() as u32).to_be_bytes());
-        for k in &request.required_encryption_context_keys {
-            buf.extend_from_slice(&(k.len() as u32).to_be_bytes());
-            buf.extend_from_slice(k.as_bytes());
-        }
-        Ok(sha512(self.backend, &buf))
+        ec.serialize_into(&mut buf);
+        Ok(sha384(self.backend, &buf))
     }
 
+    /// Appendix A, "Decryption Materials".
     fn decrypt_id(&self, request: &DecryptMaterialsRequest<'_>) -> Result<EntryId> {
-        request.encryption_context.check_serializable()?;
-        let edk_len: usize = request.encrypted_data_keys.iter().map(|e| e.serialized_len()).sum();
-        let mut buf = self.id_prefix(0x02, edk_len + request.encryption_context.serialized_len() + 64);
+        let ec = request.encryption_context;
+        ec.check_serializable()?;
+        let edks = request.encrypted_data_keys;
+        let edk_len: usize = edks.iter().map(|e| e.serialized_len()).sum();
+        let mut buf = self.id_prefix(SCOPE_DECRYPT, 4 + edk_len + ec.serialized_len());
         buf.extend_from_slice(&request.suite.id_bytes());
-        buf.extend_from_slice(&(request.encrypted_data_keys.len() as u32).to_be_bytes());
-        if request.encrypted_data_keys.len() == 1 {
-            request.encrypted_data_keys[0].serialize_into(&mut buf);
+        buf.push(NUL);
+        // "the concatenation of the lexicographically-sorted serialized encrypted data keys"
+        if let [edk] = edks {
+            edk.serialize_into(&mut buf);
         } else {
-            // Order-independent, as in the spec: sort the serialized EDKs.
-            let mut edks: Vec<Vec<u8>> = request
-                .encrypted_data_keys
+            let mut serialized: Vec<Vec<u8>> = edks
                 .iter()
                 .map(|edk| {
                     let mut ser = Vec::with_capacity(edk.serialized_len());
@@ -353,35 +384,31 @@ impl CachingCmm {
                     ser
                 })
                 .collect();
-            edks.sort_unstable();
-            edks.iter().for_each(|e| buf.extend_from_slice(e));
+            serialized.sort_unstable();
+            serialized.iter().for_each(|e| buf.extend_from_slice(e));
         }
-        put_context(&mut buf, request.encryption_context);
-        match request.reproduced_encryption_context {
-            None => buf.push(0x00),
-            Some(r) => {
-                r.check_serializable()?;
-                buf.push(0x01);
-                put_context(&mut buf, r);
-            }
-        }
-        Ok(sha512(self.backend, &buf))
+        buf.push(NUL);
+        ec.serialize_into(&mut buf);
+        Ok(sha384(self.backend, &buf))
     }
 
-    /// `scope ‖ len(partition) ‖ partition` with room for `more` bytes.
+    /// `resource-id NUL scope-id NUL partition-id NUL`, with room for `more` bytes.
     fn id_prefix(&self, scope: u8, more: usize) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(1 + 4 + self.partition_id.len() + more);
-        buf.push(scope);
-        buf.extend_from_slice(&(self.partition_id.len() as u32).to_be_bytes());
+        let mut buf = Vec::with_capacity(5 + self.partition_id.len() + more);
+        buf.extend_from_slice(&[RESOURCE_CACHING_CMM, NUL, scope, NUL]);
         buf.extend_from_slice(self.partition_id.as_bytes());
+        buf.push(NUL);
         buf
     }
 
     /// A usable encryption entry for `len` more bytes, counting the use; `None` on miss.
-    fn take_encrypt(&self, id: &EntryId, len: u64) -> Result<Option<EncryptionMaterials>> {
+    fn take_encrypt(&self, id: &EntryId, binding: &[u8], len: u64) -> Result<Option<EncryptionMaterials>> {
         let mut state = self.cache.lock_for_get()?;
         let tick = state.next_tick();
         let Some(entry) = state.entries.get_mut(id) else { return Ok(None) };
+        if entry.binding != binding {
+            return Ok(None);
+        }
         let usable = entry.created.elapsed() < self.max_age
             && entry.messages < self.max_messages
             && entry.bytes.saturating_add(len) <= self.max_bytes;
@@ -398,10 +425,13 @@ impl CachingCmm {
         Ok(Some(m))
     }
 
-    fn take_decrypt(&self, id: &EntryId) -> Result<Option<DecryptionMaterials>> {
+    fn take_decrypt(&self, id: &EntryId, binding: &[u8]) -> Result<Option<DecryptionMaterials>> {
         let mut state = self.cache.lock_for_get()?;
         let tick = state.next_tick();
         let Some(entry) = state.entries.get(id) else { return Ok(None) };
+        if entry.binding != binding {
+            return Ok(None);
+        }
         if entry.created.elapsed() >= self.max_age {
             state.remove(id);
             CacheStats::bump(&self.cache.stats.evictions);
@@ -439,15 +469,35 @@ impl CachingCmm {
     }
 }
 
-fn put_context(buf: &mut Vec<u8>, ec: &crate::context::EncryptionContext) {
-    buf.extend_from_slice(&(ec.serialized_len() as u32).to_be_bytes());
-    ec.serialize_into(buf);
+/// An encryption entry's binding: the required-only context keys (empty when there are none).
+fn encrypt_binding(request: &EncryptionMaterialsRequest) -> Vec<u8> {
+    let keys = &request.required_encryption_context_keys;
+    if keys.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(4 + keys.iter().map(|k| 4 + k.len()).sum::<usize>());
+    out.extend_from_slice(&(keys.len() as u32).to_be_bytes());
+    for k in keys {
+        out.extend_from_slice(&(k.len() as u32).to_be_bytes());
+        out.extend_from_slice(k.as_bytes());
+    }
+    out
 }
 
-fn sha512(backend: Backend, data: &[u8]) -> [u8; 64] {
-    let mut h = backend.provider().hasher(HashAlg::Sha512);
+/// A decryption entry's binding: the reproduced encryption context, if the caller gave one.
+fn decrypt_binding(request: &DecryptMaterialsRequest<'_>) -> Result<Vec<u8>> {
+    let Some(reproduced) = request.reproduced_encryption_context else { return Ok(Vec::new()) };
+    reproduced.check_serializable()?;
+    let mut out = Vec::with_capacity(1 + reproduced.serialized_len());
+    out.push(0x01);
+    reproduced.serialize_into(&mut out);
+    Ok(out)
+}
+
+fn sha384(backend: Backend, data: &[u8]) -> EntryId {
+    let mut h = backend.provider().hasher(HashAlg::Sha384);
     h.update(data);
-    let mut out = [0u8; 64];
+    let mut out = [0u8; 48];
     out.copy_from_slice(&h.finish());
     out
 }
@@ -465,17 +515,25 @@ impl MaterialsManager for CachingCmm {
             }
         };
         let id = self.encrypt_id(&request)?;
-        if let Some(m) = self.take_encrypt(&id, len)? {
+        let binding = encrypt_binding(&request);
+        if let Some(m) = self.take_encrypt(&id, &binding, len)? {
             CacheStats::bump(&self.cache.stats.hits);
             return Ok(m);
         }
         CacheStats::bump(&self.cache.stats.misses);
         let this = self;
-        self.single_flight(&id, || this.take_encrypt(&id, len), async move {
+        self.single_flight(&id, || this.take_encrypt(&id, &binding, len), async {
             request.max_plaintext_length = Some(this.max_bytes);
             let m = this.underlying.get_encryption_materials(request).await?;
             let copy = m.duplicate();
-            this.cache.insert(id, Cached::Encrypt(m), this.max_age, 1, len)?;
+            let entry = NewEntry {
+                materials: Cached::Encrypt(m),
+                binding: binding.clone(),
+                ttl: this.max_age,
+                messages: 1,
+                bytes: len,
+            };
+            this.cache.insert(id, entry)?;
             Ok(copy)
         })
         .await
@@ -488,18 +546,117 @@ impl MaterialsManager for CachingCmm {
             return self.underlying.decrypt_materials(request).await;
         }
         let id = self.decrypt_id(&request)?;
-        if let Some(m) = self.take_decrypt(&id)? {
+        let binding = decrypt_binding(&request)?;
+        if let Some(m) = self.take_decrypt(&id, &binding)? {
             CacheStats::bump(&self.cache.stats.hits);
             return Ok(m);
         }
         CacheStats::bump(&self.cache.stats.misses);
         let this = self;
-        self.single_flight(&id, || this.take_decrypt(&id), async move {
+        self.single_flight(&id, || this.take_decrypt(&id, &binding), async {
             let m = this.underlying.decrypt_materials(request).await?;
             let copy = m.fork();
-            this.cache.insert(id, Cached::Decrypt(m), this.max_age, 0, 0)?;
+            let entry = NewEntry {
+                materials: Cached::Decrypt(m),
+                binding: binding.clone(),
+                ttl: this.max_age,
+                messages: 0,
+                bytes: 0,
+            };
+            this.cache.insert(id, entry)?;
             Ok(copy)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::materials::EncryptedDataKey;
+    use crate::policy::CommitmentPolicy;
+    use crate::suite::AlgorithmSuite;
+    use crate::{DefaultCmm, EncryptionContext, RawAesKeyring};
+
+    fn cmm() -> CachingCmm {
+        let keyring = RawAesKeyring::new("ns", "name", &[7u8; 32]).unwrap();
+        let underlying: Arc<dyn MaterialsManager> = Arc::new(DefaultCmm::new(keyring));
+        CachingCmm::new(underlying, Arc::new(LocalCache::new(4).unwrap()), Duration::from_secs(60))
+            .unwrap()
+            .with_partition_id("partition-1")
+    }
+
+    fn hex(id: &EntryId) -> String {
+        id.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn ec() -> EncryptionContext {
+        [("k", "v"), ("a", "1")].into_iter().collect()
+    }
+
+    fn edk(provider_id: &str, provider_info: &[u8], ciphertext: &[u8]) -> EncryptedDataKey {
+        EncryptedDataKey {
+            provider_id: provider_id.into(),
+            provider_info: provider_info.to_vec(),
+            ciphertext: ciphertext.to_vec(),
+        }
+    }
+
+    // The expected identifiers are SHA-384 (Python's hashlib) of the preimages the spec's
+    // formulas give, written out byte by byte:
+    //   resource-id 01 ‖ 00 ‖ scope-id ‖ 00 ‖ "partition-1" ‖ 00 ‖ resource suffix,
+    // with SerializeEncryptionContext({"a":"1","k":"v"}) = 0002 0001 61 0001 31 0001 6b 0001 76.
+
+    /// `caching-cmm.md`, Appendix A, "Encryption Materials, Without Algorithm Suite": "MUST be the
+    /// Algorithm Suite Hex byte `0x00` to indicate Encryption Materials Without Algorithm Suite".
+    #[test]
+    fn encrypt_identifier_without_a_suite_is_the_spec_formula() {
+        let request = EncryptionMaterialsRequest::new(ec(), CommitmentPolicy::RequireEncryptRequireDecrypt);
+        // 01 00 01 00 "partition-1" 00 | 00 00 | EC
+        assert_eq!(
+            hex(&cmm().encrypt_id(&request).unwrap()),
+            "27d173a302b6571fc333aef209a096b11dcd1ee5f8870087bdff255c44091a4b095e0ef7138c7247146a0c85ace54d87"
+        );
+    }
+
+    /// Appendix A, "Encryption Materials, With Algorithm Suite": "MUST be the Algorithm Suite Hex
+    /// byte `0x01` [...] MUST be the two-byte Algorithm Suite ID corresponding to the algorithm
+    /// suite in the request".
+    #[test]
+    fn encrypt_identifier_with_a_suite_is_the_spec_formula() {
+        let mut request = EncryptionMaterialsRequest::new(ec(), CommitmentPolicy::RequireEncryptRequireDecrypt);
+        request.suite = Some(AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384);
+        // 01 00 01 00 "partition-1" 00 | 01 00 05 78 00 | EC
+        assert_eq!(
+            hex(&cmm().encrypt_id(&request).unwrap()),
+            "c03c3b3c2ac91598c071372f98ef1222c3c19ef0eab26f5b052fbe6ab102a12411202cca9177ba9a7f3d44f62fe2c317"
+        );
+    }
+
+    /// Appendix A, "Decryption Materials": "MUST be the two-byte Algorithm Suite ID [...] MUST be
+    /// the concatenation of the lexicographically-sorted serialized encrypted data keys [...] MUST
+    /// be the serialized encryption context", separated by NUL bytes.
+    #[test]
+    fn decrypt_identifier_is_the_spec_formula_and_independent_of_edk_order() {
+        let raw = edk("raw", b"zz", &[9, 9]);
+        let kms = edk("aws-kms", b"arn:x", &[1, 2, 3]);
+        let context = ec();
+        let suite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
+        let policy = CommitmentPolicy::RequireEncryptRequireDecrypt;
+        let expected =
+            "55c19a94ced3feade96ca4d7a301b7a21942cd6a14f26fd8ef059a9cf2cec6085d581b6bf727b638fedfa17079da57ba";
+        for edks in [[raw.clone(), kms.clone()], [kms.clone(), raw.clone()]] {
+            let request = DecryptMaterialsRequest::new(suite, policy, &edks, &context, None);
+            // 01 00 02 00 "partition-1" 00 | 04 78 00 | sorted EDKs 00 | EC
+            assert_eq!(hex(&cmm().decrypt_id(&request).unwrap()), expected);
+        }
+        // An empty context serializes to nothing: the identifier ends with the NUL after the EDKs.
+        let empty = EncryptionContext::default();
+        let edks = [raw];
+        let request = DecryptMaterialsRequest::new(suite, policy, &edks, &empty, None);
+        assert_eq!(
+            hex(&cmm().decrypt_id(&request).unwrap()),
+            "8b775026439593b68f14112a7f791f5bbdba46517551247e7921af6c266fdf8a27aa14e411f951345af82b520aefc5db"
+        );
     }
 }
