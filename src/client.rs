@@ -412,14 +412,9 @@ impl Client {
         request.suite = self.suite;
         request.max_plaintext_length = plaintext_len;
         let materials = cmm.get_encryption_materials(request).await?;
+        // `encrypt.md`: "the algorithm suite in the retrieved encryption materials MAY be
+        // different from the input algorithm suite"; it MUST be allowed by the commitment policy.
         self.policy.check_encrypt(materials.suite())?;
-        if self.suite.is_some_and(|s| s != materials.suite()) {
-            return Err(Error::InvalidMaterials(format!(
-                "requested suite {} but the materials manager returned {}",
-                self.suite.map(|s| s.to_string()).unwrap_or_default(),
-                materials.suite()
-            )));
-        }
         Ok(materials)
     }
 

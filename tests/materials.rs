@@ -53,6 +53,43 @@ fn default_suite_is_0578_and_unsigned_only_refuses_it() {
     assert_eq!(Client::new().decrypt_unsigned_only_blocking(&cmm, &m, None).unwrap().plaintext, b"x");
 }
 
+/// `client-apis/encrypt.md`, "Get the encryption materials": "the algorithm suite in the retrieved
+/// encryption materials MAY be different from the input algorithm suite. [...] If this algorithm
+/// suite is not supported by the commitment policy, encryption MUST fail."
+#[test]
+fn a_materials_manager_may_choose_another_suite_within_the_policy() {
+    #[derive(Debug)]
+    struct ChoosesSuite(DefaultCmm, AlgorithmSuite);
+
+    #[async_trait::async_trait]
+    impl MaterialsManager for ChoosesSuite {
+        async fn get_encryption_materials(
+            &self,
+            mut request: esdk::cmm::EncryptionMaterialsRequest,
+        ) -> esdk::Result<esdk::materials::EncryptionMaterials> {
+            request.suite = Some(self.1);
+            self.0.get_encryption_materials(request).await
+        }
+        async fn decrypt_materials(
+            &self,
+            request: esdk::cmm::DecryptMaterialsRequest<'_>,
+        ) -> esdk::Result<esdk::materials::DecryptionMaterials> {
+            self.0.decrypt_materials(request).await
+        }
+    }
+
+    let asks_unsigned = Client::builder().suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey).build().unwrap();
+    let signed = ChoosesSuite(DefaultCmm::from_arc(aes("k", 1)), AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384);
+    let m = asks_unsigned.encrypt_blocking(&signed, b"chosen", &EncryptionContext::new()).unwrap();
+    assert_eq!(m[0..3], [0x02, 0x05, 0x78], "the header carries the suite of the materials");
+    assert_eq!(Client::new().decrypt_blocking(&signed, &m, None).unwrap().plaintext, b"chosen");
+
+    // A suite the policy does not allow is still refused, whoever chose it.
+    let legacy = ChoosesSuite(DefaultCmm::from_arc(aes("k", 1)), AlgorithmSuite::Aes256GcmIv12Tag16HkdfSha384EcdsaP384);
+    let err = asks_unsigned.encrypt_blocking(&legacy, b"x", &EncryptionContext::new()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CommitmentPolicy);
+}
+
 #[test]
 fn expected_context_must_match() {
     let cmm = DefaultCmm::from_arc(aes("k", 1));
@@ -60,9 +97,11 @@ fn expected_context_must_match() {
     let err = Client::new().decrypt_blocking(&cmm, &m, Some(&ec(&[("tenant", "b")]))).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::EncryptionContextMismatch);
     assert!(err.to_string().contains("tenant"));
-    // A key that was never authenticated makes header authentication (or the unwrap) fail.
+    // A key that was never authenticated joins the context the raw AES keyring binds into its
+    // wrapping (`raw-aes-keyring.md`: the serialized context is the AAD), so the unwrap fails
+    // before the header tag is checked.
     let err = Client::new().decrypt_blocking(&cmm, &m, Some(&ec(&[("tenant", "a"), ("extra", "1")]))).unwrap_err();
-    assert!(matches!(err.kind(), ErrorKind::HeaderAuthentication | ErrorKind::NoDecryptableDataKey));
+    assert_eq!(err.kind(), ErrorKind::NoDecryptableDataKey, "{err}");
 }
 
 #[test]
@@ -79,10 +118,11 @@ fn required_context_is_authenticated_but_not_stored() {
     let out = client.decrypt_blocking(&cmm, &m, Some(&ec(&[("secret-ish", "v")]))).unwrap();
     assert_eq!(out.plaintext, b"payload");
     assert_eq!(out.encryption_context.get("secret-ish"), Some("v"));
-    // Missing: refused by the CMM. Wrong value: header authentication (or unwrap) fails.
+    // Missing: refused by the CMM. Wrong value: the raw AES unwrap (its AAD is the full context)
+    // fails before the header tag is checked.
     assert_eq!(client.decrypt_blocking(&cmm, &m, None).unwrap_err().kind(), ErrorKind::EncryptionContextMismatch);
     let err = client.decrypt_blocking(&cmm, &m, Some(&ec(&[("secret-ish", "w")]))).unwrap_err();
-    assert!(matches!(err.kind(), ErrorKind::HeaderAuthentication | ErrorKind::NoDecryptableDataKey));
+    assert_eq!(err.kind(), ErrorKind::NoDecryptableDataKey, "{err}");
     // Encrypting without the required key is refused.
     let err = client.encrypt_blocking(&cmm, b"x", &ec(&[("public", "p")])).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidEncryptionContext);
