@@ -65,7 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dec_time = t.elapsed();
     let decrypted_path = with_suffix(&input, "decrypted");
     std::fs::write(&decrypted_path, &decrypted.plaintext)?;
-    if decrypted.plaintext != plaintext {
+    if decrypted.plaintext.to_vec() != plaintext {
         return Err("round trip mismatch: decrypted bytes differ from the input".into());
     }
     let mb = plaintext.len() as f64 / 1e6;

@@ -114,7 +114,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     for m in &messages {
         let d = client.decrypt(&consumer, m, Some(&ec)).await?;
-        if d.plaintext != record {
+        if d.plaintext.to_vec() != record {
             return Err("a record did not decrypt to its original".into());
         }
     }

@@ -185,8 +185,9 @@ impl ClientBuilder {
 /// The result of a successful decryption.
 #[non_exhaustive]
 pub struct Decrypted {
-    /// The plaintext.
-    pub plaintext: Vec<u8>,
+    /// The plaintext, zeroized when dropped (take it with `std::mem::take(&mut *d.plaintext)` to
+    /// own it as a plain `Vec`, and the duty to wipe it with it).
+    pub plaintext: Zeroizing<Vec<u8>>,
     /// The authenticated header.
     pub header: MessageHeader,
     /// The encryption context used: the stored pairs plus any required-only pairs supplied.
@@ -523,7 +524,7 @@ impl Client {
         let mut out = Zeroizing::new(Vec::new());
         let info = self.decrypt_to(cmm, ciphertext, reproduced_encryption_context, unsigned_only, &mut out).await?;
         Ok(Decrypted {
-            plaintext: std::mem::take(&mut *out),
+            plaintext: out,
             header: info.header,
             encryption_context: info.encryption_context,
             unwrapped_edk: info.unwrapped_edk,
@@ -670,7 +671,8 @@ pub(crate) fn size_for_overwrite(out: &mut Vec<u8>, len: usize) {
     if out.capacity() == 0 {
         *out = vec![0u8; len];
     } else if out.len() < len {
-        out.resize(len, 0);
+        // A reused buffer may hold an earlier message's plaintext: grow it without a stale copy.
+        crate::wipe::resize_wiping(out, len);
     } else {
         out.truncate(len);
     }

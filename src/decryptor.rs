@@ -282,7 +282,7 @@ impl Decryptor {
         // not the zero-padded sequence number, and decrypt everywhere.)
         let aad = BodyAad::new(&self.message_id, frame.kind, seq, frame.ciphertext.len() as u64);
         let start = out.len();
-        out.resize(start + frame.ciphertext.len(), 0);
+        crate::wipe::resize_wiping(out, start + frame.ciphertext.len());
         if self.key.open_to(&frame.iv, aad.as_bytes(), frame.ciphertext, frame.tag, &mut out[start..]).is_err() {
             out.truncate(start);
             return Err(Error::BodyAuthentication {

@@ -48,6 +48,7 @@ mod parallel;
 pub mod policy;
 pub mod stream;
 pub mod suite;
+mod wipe;
 
 pub use client::{Client, ClientBuilder, Decrypted, MessageInfo, DEFAULT_DECRYPT_BUFFER_LIMIT, DEFAULT_FRAME_LENGTH};
 pub use cmm::{CachingCmm, DefaultCmm, LocalCache, MaterialsManager, RequiredEncryptionContextCmm};

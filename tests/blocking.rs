@@ -55,8 +55,8 @@ fn refused_at_once_on_a_multi_thread_runtime() {
 fn the_async_methods_work_inside_and_the_blocking_ones_outside() {
     let (client, ec) = (Client::new(), EncryptionContext::new());
     let message = client.encrypt_blocking(&cmm(), b"outside", &ec).unwrap();
-    assert_eq!(client.decrypt_blocking(&cmm(), &message, None).unwrap().plaintext, b"outside");
+    assert_eq!(client.decrypt_blocking(&cmm(), &message, None).unwrap().plaintext.to_vec(), b"outside");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let plaintext = rt.block_on(async { client.decrypt(&cmm(), &message, None).await.unwrap().plaintext });
-    assert_eq!(plaintext, b"outside");
+    assert_eq!(*plaintext, b"outside");
 }

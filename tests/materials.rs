@@ -38,7 +38,7 @@ fn policy_is_checked_on_encrypt_and_decrypt() {
     let err = Client::new().decrypt_blocking(&cmm, &m, None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::CommitmentPolicy);
     let allow = Client::builder().commitment_policy(CommitmentPolicy::RequireEncryptAllowDecrypt).build().unwrap();
-    assert_eq!(allow.decrypt_blocking(&cmm, &m, None).unwrap().plaintext, b"legacy");
+    assert_eq!(allow.decrypt_blocking(&cmm, &m, None).unwrap().plaintext.to_vec(), b"legacy");
 }
 
 #[test]
@@ -50,7 +50,7 @@ fn default_suite_is_0578_and_unsigned_only_refuses_it() {
     assert_eq!(err.kind(), ErrorKind::SignedNotAllowed);
     let unsigned = Client::builder().suite(AlgorithmSuite::Aes256GcmHkdfSha512CommitKey).build().unwrap();
     let m = unsigned.encrypt_blocking(&cmm, b"x", &EncryptionContext::new()).unwrap();
-    assert_eq!(Client::new().decrypt_unsigned_only_blocking(&cmm, &m, None).unwrap().plaintext, b"x");
+    assert_eq!(Client::new().decrypt_unsigned_only_blocking(&cmm, &m, None).unwrap().plaintext.to_vec(), b"x");
 }
 
 /// `client-apis/encrypt.md`, "Get the encryption materials": "the algorithm suite in the retrieved
@@ -82,12 +82,26 @@ fn a_materials_manager_may_choose_another_suite_within_the_policy() {
     let signed = ChoosesSuite(DefaultCmm::from_arc(aes("k", 1)), AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384);
     let m = asks_unsigned.encrypt_blocking(&signed, b"chosen", &EncryptionContext::new()).unwrap();
     assert_eq!(m[0..3], [0x02, 0x05, 0x78], "the header carries the suite of the materials");
-    assert_eq!(Client::new().decrypt_blocking(&signed, &m, None).unwrap().plaintext, b"chosen");
+    assert_eq!(Client::new().decrypt_blocking(&signed, &m, None).unwrap().plaintext.to_vec(), b"chosen");
 
     // A suite the policy does not allow is still refused, whoever chose it.
     let legacy = ChoosesSuite(DefaultCmm::from_arc(aes("k", 1)), AlgorithmSuite::Aes256GcmIv12Tag16HkdfSha384EcdsaP384);
     let err = asks_unsigned.encrypt_blocking(&legacy, b"x", &EncryptionContext::new()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::CommitmentPolicy);
+}
+
+/// `Decrypted.plaintext` is wiped when dropped, like the Kinesis consumer's records, and never
+/// shown by `Debug`.
+#[test]
+fn decrypted_plaintext_is_zeroized_on_drop_and_not_in_debug_output() {
+    let cmm = DefaultCmm::from_arc(aes("k", 1));
+    let m = Client::new().encrypt_blocking(&cmm, b"the secret plaintext", &EncryptionContext::new()).unwrap();
+    let decrypted = Client::new().decrypt_blocking(&cmm, &m, None).unwrap();
+    let plaintext: &zeroize::Zeroizing<Vec<u8>> = &decrypted.plaintext;
+    assert_eq!(**plaintext, b"the secret plaintext");
+    let debug = format!("{decrypted:?}");
+    assert!(!debug.contains("secret"), "{debug}");
+    assert!(debug.contains("plaintext_len: 20"), "{debug}");
 }
 
 #[test]
@@ -116,7 +130,7 @@ fn required_context_is_authenticated_but_not_stored() {
     assert_eq!(header.encryption_context().get("public"), Some("p"));
 
     let out = client.decrypt_blocking(&cmm, &m, Some(&ec(&[("secret-ish", "v")]))).unwrap();
-    assert_eq!(out.plaintext, b"payload");
+    assert_eq!(out.plaintext.to_vec(), b"payload");
     assert_eq!(out.encryption_context.get("secret-ish"), Some("v"));
     // Missing: refused by the CMM. Wrong value: the raw AES unwrap (its AAD is the full context)
     // fails before the header tag is checked.
@@ -151,7 +165,7 @@ fn rsa_public_only_encrypts_private_only_decrypts() {
     let enc = DefaultCmm::new(public);
     let dec = DefaultCmm::new(private);
     let m = Client::new().encrypt_blocking(&enc, b"rsa", &EncryptionContext::new()).unwrap();
-    assert_eq!(Client::new().decrypt_blocking(&dec, &m, None).unwrap().plaintext, b"rsa");
+    assert_eq!(Client::new().decrypt_blocking(&dec, &m, None).unwrap().plaintext.to_vec(), b"rsa");
     let err = Client::new().decrypt_blocking(&enc, &m, None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NoDecryptableDataKey);
     assert!(err.to_string().contains("only a public key"), "{err}");
@@ -172,7 +186,7 @@ fn multi_keyring_wraps_under_all_and_unwraps_with_any() {
     assert_eq!(header.encrypted_data_keys().len(), 3);
     for (name, byte) in [("a", 1), ("b", 2), ("c", 3)] {
         let out = Client::new().decrypt_blocking(&DefaultCmm::from_arc(aes(name, byte)), &m, None).unwrap();
-        assert_eq!(out.plaintext, b"m");
+        assert_eq!(out.plaintext.to_vec(), b"m");
     }
     // A multi-keyring whose members all fail reports every attempt.
     let none = MultiKeyring::new(None, vec![aes("x", 9), aes("y", 9)]).unwrap();

@@ -54,13 +54,13 @@ fn parallel_and_sequential_paths_agree() {
             );
             for threads in [1, 2, 4] {
                 let c = client(suite, frame, threads);
-                assert_eq!(c.decrypt_blocking(&cmm(), &message, None).unwrap().plaintext, plaintext);
+                assert_eq!(c.decrypt_blocking(&cmm(), &message, None).unwrap().plaintext.to_vec(), plaintext);
             }
             assert_eq!(streamed(&client(suite, frame, 1), &message).unwrap(), plaintext);
             let sequential =
                 client(suite, frame, 1).encrypt_blocking(&cmm(), &plaintext, &EncryptionContext::new()).unwrap();
             assert_eq!(
-                client(suite, frame, 4).decrypt_blocking(&cmm(), &sequential, None).unwrap().plaintext,
+                client(suite, frame, 4).decrypt_blocking(&cmm(), &sequential, None).unwrap().plaintext.to_vec(),
                 plaintext
             );
 

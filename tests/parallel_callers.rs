@@ -21,7 +21,7 @@ fn concurrent_callers_share_the_frame_pool() {
                 let ec: EncryptionContext = [("caller", t.to_string())].into_iter().collect();
                 for _ in 0..20 {
                     let message = c.encrypt_blocking(&cmm(), plaintext, &ec).unwrap();
-                    assert_eq!(&c.decrypt_blocking(&cmm(), &message, None).unwrap().plaintext, plaintext);
+                    assert_eq!(&c.decrypt_blocking(&cmm(), &message, None).unwrap().plaintext.to_vec(), plaintext);
                 }
             });
         }

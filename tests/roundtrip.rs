@@ -102,13 +102,13 @@ proptest! {
                 let dec_cmm = DefaultCmm::from_arc(build(&spec, other)).with_backend(other);
                 let dec_client = client_for(suite, frame_length, other);
                 let out = dec_client.decrypt_blocking(&dec_cmm, &message, Some(&ec)).unwrap();
-                prop_assert_eq!(&out.plaintext, &plaintext);
+                prop_assert_eq!(&out.plaintext.to_vec(), &plaintext);
                 prop_assert_eq!(out.header.suite(), suite);
                 for (k, v) in ec.iter() {
                     prop_assert_eq!(out.encryption_context.get(k), Some(v));
                 }
                 let out = dec_client.decrypt_blocking(&dec_cmm, &message, None).unwrap();
-                prop_assert_eq!(&out.plaintext, &plaintext);
+                prop_assert_eq!(&out.plaintext.to_vec(), &plaintext);
             }
         }
     }

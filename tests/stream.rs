@@ -101,7 +101,7 @@ proptest! {
         }
         // Every message decrypts to the plaintext both ways.
         for message in [&streamed, &one_shot] {
-            prop_assert_eq!(&client.decrypt_blocking(&cmm(), message, None).unwrap().plaintext, &plaintext);
+            prop_assert_eq!(&client.decrypt_blocking(&cmm(), message, None).unwrap().plaintext.to_vec(), &plaintext);
             let (out, res) = stream_decrypt(&client, message, &reads, SignedMessages::VerifyBeforeRelease);
             prop_assert!(res.is_ok(), "{:?}", res);
             prop_assert_eq!(&out, &plaintext);

@@ -125,9 +125,9 @@ fn run_one(
     let unsigned_only = test.get("decryption-method").and_then(Value::as_str) == Some("streaming-unsigned-only");
     let result = match mode {
         Mode::OneShot if unsigned_only => {
-            client.decrypt_unsigned_only_blocking(&cmm, &ciphertext, reproduced.as_ref()).map(|d| d.plaintext)
+            client.decrypt_unsigned_only_blocking(&cmm, &ciphertext, reproduced.as_ref()).map(|d| d.plaintext.to_vec())
         }
-        Mode::OneShot => client.decrypt_blocking(&cmm, &ciphertext, reproduced.as_ref()).map(|d| d.plaintext),
+        Mode::OneShot => client.decrypt_blocking(&cmm, &ciphertext, reproduced.as_ref()).map(|d| d.plaintext.to_vec()),
         Mode::Streaming(chunk) => {
             let signed = if unsigned_only { SignedMessages::Refuse } else { SignedMessages::VerifyBeforeRelease };
             stream_decrypt(&client, &cmm, &ciphertext, reproduced.as_ref(), signed, chunk)

@@ -195,7 +195,10 @@ impl Provider for AwsLc {
         // HKDF-Extract (RFC 5869, section 2.2) is HMAC(salt, IKM); it is computed once here and
         // expanded per output. (`hkdf::Salt::extract` only stores its inputs and extracts again
         // inside every expansion: two extracts per committing-suite message.) An empty salt is
-        // the RFC's string of zeros: HMAC pads its key with zeros either way.
+        // the RFC's string of zeros: HMAC pads its key with zeros either way. The PRK then lives
+        // in `hkdf::Prk`, which aws-lc-rs wipes on drop; the `hmac::Tag` it is copied from is a
+        // stack value aws-lc-rs offers no way to wipe (that would take `unsafe`, or `Salt::extract`
+        // at one more HMAC per expansion).
         let prk = hkdf::Prk::new_less_safe(alg, hmac::sign(&hmac::Key::new(mac, salt), ikm).as_ref());
         for (info, out) in outputs.iter_mut() {
             let okm = prk.expand(info, OkmLen(out.len())).map_err(|_| Error::Crypto("HKDF expand failed"))?;

@@ -10,7 +10,7 @@ use ecdsa::signature::hazmat::{PrehashVerifier, RandomizedPrehashSigner};
 use getrandom::SysRng;
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use sha2::Digest;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::{AeadKey, AuthFailed, EcdsaSigner, EcdsaVerifier, Hasher, Provider, RsaPadding, RsaPrivate, RsaPublic};
 use crate::error::{Error, Result};
@@ -155,7 +155,13 @@ impl Provider for RustCrypto {
     fn hkdf(&self, hash: HashAlg, salt: &[u8], ikm: &[u8], outputs: &mut [(&[&[u8]], &mut [u8])]) -> Result<()> {
         macro_rules! run {
             ($h:ty) => {{
-                let hk = hkdf::Hkdf::<$h>::new(Some(salt), ikm);
+                // Extract through `HkdfExtract` so the PRK it returns can be wiped (`Hkdf::new`
+                // drops its copy unwiped); the HMAC state keeping it is wiped on drop (sha2's
+                // `zeroize` feature).
+                let mut extract = hkdf::HkdfExtract::<$h>::new(Some(salt));
+                extract.input_ikm(ikm);
+                let (mut prk, hk) = extract.finalize();
+                prk.as_mut_slice().zeroize();
                 for (info, out) in outputs.iter_mut() {
                     hk.expand_multi_info(info, out).map_err(|_| Error::Crypto("HKDF expand failed"))?;
                 }

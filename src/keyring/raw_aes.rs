@@ -90,10 +90,13 @@ impl Keyring for RawAesKeyring {
         let mut iv = [0u8; 12];
         crypto::fill_random(&mut iv)?;
         let data_key = materials.data_key_or_generate()?.expose_secret();
-        let mut ciphertext = Vec::with_capacity(data_key.len() + 16);
-        ciphertext.extend_from_slice(data_key);
-        let tag = self.key.seal_in_place(&iv, &aad, &mut ciphertext)?;
-        ciphertext.extend_from_slice(&tag);
+        // The buffer holds the plaintext data key until it is sealed: wiped if sealing fails.
+        // Its capacity covers the tag, so appending it cannot leave a stale copy behind.
+        let mut sealing = Zeroizing::new(Vec::with_capacity(data_key.len() + 16));
+        sealing.extend_from_slice(data_key);
+        let tag = self.key.seal_in_place(&iv, &aad, &mut sealing)?;
+        sealing.extend_from_slice(&tag);
+        let ciphertext = std::mem::take(&mut *sealing);
 
         let mut info = Vec::with_capacity(self.name.len() + INFO_SUFFIX_LEN);
         info.extend_from_slice(self.name.as_bytes());

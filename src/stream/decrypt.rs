@@ -188,7 +188,7 @@ impl DecryptCore {
     fn advance(&mut self) -> Result<Need> {
         if self.decryptor.is_done() {
             // Everything verified: release what was held, then insist on end of input.
-            self.ready.extend_from_slice(&self.held);
+            crate::wipe::extend_wiping(&mut self.ready, &self.held);
             self.held.clear();
             let extra = self.inbuf.len() - self.inpos;
             if extra > 0 {
@@ -216,7 +216,7 @@ impl DecryptCore {
                 if self.signed && !hold_all && in_body && self.decryptor.awaiting_footer() {
                     // The final frame (or non-framed body) of a signed message waits for the
                     // signature in every mode (`client-apis/decrypt.md`).
-                    self.held.extend_from_slice(&self.ready[before..]);
+                    crate::wipe::extend_wiping(&mut self.held, &self.ready[before..]);
                     self.ready.truncate(before);
                 }
                 if self.held.len() > self.max_held {

@@ -90,7 +90,7 @@ impl EncryptCore {
             f
         } else {
             let take = (f - self.pending.len()).min(data.len());
-            self.pending.extend_from_slice(&data[..take]);
+            crate::wipe::extend_wiping(&mut self.pending, &data[..take]);
             take
         };
         self.written += taken as u64;

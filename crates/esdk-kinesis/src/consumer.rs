@@ -41,7 +41,6 @@ use esdk::cmm::MaterialsManager;
 use esdk::context::EncryptionContext;
 use esdk::error::Error;
 use esdk::Backend;
-use zeroize::Zeroizing;
 
 use crate::aggregate::deaggregate;
 use crate::control::{ConsumerPosition, ControlTable};
@@ -334,7 +333,7 @@ impl Consumer {
     async fn open_record(&self, r: &SourceRecord) -> Result<Opened, KinesisError> {
         let d = self.client.decrypt(self.cmm.as_ref(), &r.data, None).await?;
         self.check_context(&d.encryption_context)?;
-        let plaintext = Bytes::from_owner(Zeroizing::new(d.plaintext));
+        let plaintext = Bytes::from_owner(d.plaintext);
         let commit_time = d.encryption_context.get(EC_COMMIT_TIME).and_then(|t| parse_commit_time(t).ok());
         let aggregated = d.encryption_context.get(EC_AGGREGATE) == Some(AGGREGATE_FORMAT);
         let context = Arc::new(d.encryption_context);

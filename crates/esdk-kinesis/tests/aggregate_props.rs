@@ -47,7 +47,7 @@ proptest! {
             Arc::new(DefaultCmm::new(RawAesKeyring::new("ns", "agg", &[3u8; 32]).unwrap()));
         let plain = Client::new().decrypt_blocking(cmm.as_ref(), &record.data, None).unwrap();
         prop_assert_eq!(plain.encryption_context.get(EC_AGGREGATE), Some("kpl"));
-        let users = deaggregate(&bytes::Bytes::from(plain.plaintext)).unwrap();
+        let users = deaggregate(&bytes::Bytes::from_owner(plain.plaintext)).unwrap();
         prop_assert_eq!(users.len(), records.len());
         for (u, (k, d)) in users.iter().zip(&records) {
             prop_assert_eq!(&u.partition_key, k);
