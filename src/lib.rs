@@ -15,7 +15,7 @@
 //!
 //! let message = client.encrypt_blocking(&cmm, b"hello", &context)?;
 //! let decrypted = client.decrypt_blocking(&cmm, &message, Some(&context))?;
-//! assert_eq!(decrypted.plaintext, b"hello");
+//! assert_eq!(*decrypted.plaintext, b"hello"); // Zeroizing<Vec<u8>>: wiped when dropped
 //! # Ok::<(), esdk::Error>(())
 //! ```
 //!
