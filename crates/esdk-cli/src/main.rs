@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use esdk::keyring::kms::{
@@ -225,6 +225,7 @@ fn hint_for(e: &Error) -> Option<String> {
 }
 
 fn main() -> ExitCode {
+    remove_partials_on_interrupt();
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // clap's derive flattens repeated multi-value options; recover one group per occurrence.
@@ -458,12 +459,19 @@ fn plan_jobs(common: &Common, default_suffix: &str) -> Result<Vec<Job>, Failure>
         let mut jobs = Vec::new();
         let mut stack = vec![input.clone()];
         while let Some(dir) = stack.pop() {
-            let mut entries: Vec<PathBuf> =
-                std::fs::read_dir(&dir)?.map(|e| e.map(|e| e.path())).collect::<io::Result<_>>()?;
-            entries.sort();
-            for p in entries {
-                if p.is_dir() {
+            // `DirEntry::file_type` does not follow symlinks: a linked directory is not entered
+            // (no loops, no escape from the tree) and a linked file is not read.
+            let mut entries: Vec<(PathBuf, std::fs::FileType)> = std::fs::read_dir(&dir)?
+                .map(|e| e.and_then(|e| Ok((e.path(), e.file_type()?))))
+                .collect::<io::Result<_>>()?;
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            for (p, kind) in entries {
+                if kind.is_symlink() {
+                    eprintln!("esdk: skipped {}: a symlink (recursive mode does not follow links)", p.display());
+                } else if kind.is_dir() {
                     stack.push(p);
+                } else if !kind.is_file() {
+                    eprintln!("esdk: skipped {}: not a regular file", p.display());
                 } else {
                     let rel = p.strip_prefix(&input).map_err(|e| e.to_string())?;
                     let mut target = out_dir.join(rel).into_os_string();
@@ -549,67 +557,165 @@ impl<R: Read> Read for WhitespaceSkipping<R> {
     }
 }
 
+/// Partial outputs (not yet renamed into place) to remove if the process is interrupted.
+static PARTIALS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// On SIGINT, SIGTERM or SIGHUP: removes every partial output, then exits with 128 + the signal
+/// number, as a shell reports a process the signal ended.
+#[cfg(unix)]
+fn remove_partials_on_interrupt() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else { return };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            let partials = PARTIALS.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+            for p in &partials {
+                let _ = std::fs::remove_file(p);
+            }
+            eprintln!("esdk: interrupted by signal {signal}; {} partial output file(s) removed", partials.len());
+            std::process::exit(128 + signal);
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn remove_partials_on_interrupt() {}
+
+/// A partial output's entry in [`PARTIALS`], removed when dropped (committed or abandoned).
+struct Registered(PathBuf);
+
+impl Registered {
+    fn new(path: &Path) -> Self {
+        if let Ok(mut p) = PARTIALS.lock() {
+            p.push(path.to_owned());
+        }
+        Self(path.to_owned())
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut p) = PARTIALS.lock() {
+            p.retain(|q| q != &self.0);
+        }
+    }
+}
+
+/// A file written under a temporary name beside `target` and renamed into place on commit.
+///
+/// The temporary file gets a random name and is created with `O_EXCL` and mode 0600 (`tempfile`),
+/// so a name planted in advance (a file or a symlink) is never opened, and plaintext is never
+/// readable by others, not even while it is written. The rename replaces a symlink at `target`
+/// instead of writing through it, and without `--overwrite` it refuses atomically to replace
+/// anything (`persist_noclobber`). An abandoned or interrupted file is removed.
+struct Partial {
+    target: PathBuf,
+    overwrite: bool,
+    file: BufWriter<tempfile::NamedTempFile>,
+    _registered: Registered,
+}
+
+impl Partial {
+    fn create(target: &Path, overwrite: bool) -> Result<Self, Failure> {
+        if !overwrite && target.symlink_metadata().is_ok() {
+            return fail(format!("{} already exists", target.display()), "add --overwrite to replace it");
+        }
+        let dir = match target.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) => {
+                std::fs::create_dir_all(parent)?;
+                parent.to_owned()
+            }
+            None => PathBuf::from("."),
+        };
+        let mut prefix = std::ffi::OsString::from(".");
+        prefix.push(target.file_name().unwrap_or_default());
+        prefix.push(".");
+        let temp = tempfile::Builder::new()
+            .prefix(&prefix)
+            .suffix(".esdk-partial")
+            .tempfile_in(&dir)
+            .map_err(|e| format!("cannot create a temporary file in {}: {e}", dir.display()))?;
+        let registered = Registered::new(temp.path());
+        Ok(Self {
+            target: target.to_owned(),
+            overwrite,
+            file: BufWriter::with_capacity(1 << 16, temp),
+            _registered: registered,
+        })
+    }
+
+    /// Flushes and syncs the file, then renames it to the target.
+    fn commit(self) -> Result<(), Failure> {
+        let Self { target, overwrite, file, _registered } = self;
+        let temp = file.into_inner().map_err(|e| e.into_error())?;
+        temp.as_file().sync_all()?;
+        let persisted = if overwrite { temp.persist(&target) } else { temp.persist_noclobber(&target) };
+        match persisted {
+            Ok(_) => Ok(()),
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Err(Failure {
+                message: format!("{} appeared while the output was written; it was left as it is", target.display()),
+                hint: Some("add --overwrite to replace it".into()),
+            }),
+            Err(e) => Err(format!("cannot move the output to {}: {}", target.display(), e.error).into()),
+        }
+    }
+}
+
+/// Where one job's output goes: standard output, or a [`Partial`] file.
+enum Sink {
+    Stdout(BufWriter<io::StdoutLock<'static>>),
+    File(Partial),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Stdout(w) => w.write(buf),
+            Self::File(p) => p.file.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Stdout(w) => w.flush(),
+            Self::File(p) => p.file.flush(),
+        }
+    }
+}
+
 /// Output written to a temporary file that becomes the real one only on success.
 struct Output {
-    target: Option<PathBuf>,
-    temp: Option<PathBuf>,
-    writer: Box<dyn Write>,
+    writer: Sink,
 }
 
 impl Output {
     fn create(target: &Option<PathBuf>, overwrite: bool) -> Result<Self, Failure> {
-        let Some(target) = target else {
-            return Ok(Self { target: None, temp: None, writer: Box::new(BufWriter::new(io::stdout().lock())) });
+        let writer = match target {
+            None => Sink::Stdout(BufWriter::new(io::stdout().lock())),
+            Some(target) => Sink::File(Partial::create(target, overwrite)?),
         };
-        if target.exists() && !overwrite {
-            return fail(format!("{} already exists", target.display()), "add --overwrite to replace it");
-        }
-        if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)?;
-        }
-        let mut name = std::ffi::OsString::from(".");
-        name.push(target.file_name().unwrap_or_default());
-        name.push(format!(".esdk-partial-{}", std::process::id()));
-        let temp = target.with_file_name(name);
-        let file = File::create(&temp).map_err(|e| format!("cannot create {}: {e}", temp.display()))?;
-        Ok(Self {
-            target: Some(target.clone()),
-            temp: Some(temp),
-            writer: Box::new(BufWriter::with_capacity(1 << 16, file)),
-        })
+        Ok(Self { writer })
     }
 
-    fn commit(mut self) -> Result<(), Failure> {
-        self.writer.flush()?;
-        if let (Some(temp), Some(target)) = (self.temp.take(), &self.target) {
-            std::fs::rename(&temp, target).map_err(|e| format!("cannot move output to {}: {e}", target.display()))?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Output {
-    fn drop(&mut self) {
-        if let Some(temp) = self.temp.take() {
-            let _ = std::fs::remove_file(temp);
+    fn commit(self) -> Result<(), Failure> {
+        match self.writer {
+            Sink::Stdout(mut w) => Ok(w.flush()?),
+            Sink::File(partial) => partial.commit(),
         }
     }
 }
 
-/// Where `--metadata-output` lines go.
-struct Metadata(Option<Box<dyn Write>>);
+/// Where `--metadata-output` lines go. A metadata file is a [`Partial`] too: renamed into place
+/// when the run ends (also after a failed job, so it records what was done), removed if the run
+/// is interrupted.
+struct Metadata(Option<Sink>);
 
 impl Metadata {
     fn open(spec: &Option<String>, overwrite: bool) -> Result<Self, Failure> {
         Ok(Self(match spec.as_deref() {
             None => None,
-            Some("-") => Some(Box::new(io::stdout())),
-            Some(path) => {
-                if Path::new(path).exists() && !overwrite {
-                    return fail(format!("{path} already exists"), "add --overwrite to replace it");
-                }
-                Some(Box::new(File::create(path).map_err(|e| format!("cannot create {path}: {e}"))?))
-            }
+            Some("-") => Some(Sink::Stdout(BufWriter::new(io::stdout().lock()))),
+            Some(path) => Some(Sink::File(Partial::create(Path::new(path), overwrite)?)),
         }))
     }
 
@@ -619,6 +725,16 @@ impl Metadata {
             w.flush()?;
         }
         Ok(())
+    }
+}
+
+impl Drop for Metadata {
+    fn drop(&mut self) {
+        if let Some(Sink::File(partial)) = self.0.take() {
+            if let Err(f) = partial.commit() {
+                eprintln!("esdk: error: metadata output: {}", f.message);
+            }
+        }
     }
 }
 

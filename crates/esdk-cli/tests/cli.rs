@@ -561,3 +561,146 @@ fn caching_cuts_kms_calls_for_multi_file_runs() {
     ));
     assert!(e.contains("capacity"), "{e}");
 }
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn partials(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().ends_with(".esdk-partial"))
+        .filter(|p| !std::fs::symlink_metadata(p).unwrap().file_type().is_symlink())
+        .collect()
+}
+
+/// Outputs are written to a private temporary file (mode 0600 whatever the umask) and renamed into
+/// place: a symlink at the output path is refused, or with `--overwrite` replaced, never written
+/// through; metadata files the same.
+#[test]
+fn outputs_are_private_and_never_written_through_a_symlink() {
+    let s = Setup::new();
+    ok(&esdk(s.path(), &["encrypt", "-i", "data.bin", "-o", "data.esdk", "--raw-aes-key", AES]));
+    let umask0 = |args: &str| {
+        let script = format!("umask 000 && exec \"$0\" {args}");
+        Command::new("sh").arg("-c").arg(script).arg(env!("CARGO_BIN_EXE_esdk")).current_dir(s.path()).output().unwrap()
+    };
+    ok(&umask0(&format!("decrypt -i data.esdk -o plain.bin --raw-aes-key {AES} --metadata-output meta.json")));
+    assert_eq!(s.read("plain.bin"), s.read("data.bin"));
+    assert_eq!(mode(&s.path().join("plain.bin")), 0o600, "plaintext is not readable by others, umask 000");
+    assert_eq!(mode(&s.path().join("meta.json")), 0o600);
+    assert!(String::from_utf8(s.read("meta.json")).unwrap().contains("\"mode\":\"decrypt\""));
+
+    std::fs::write(s.path().join("victim.txt"), b"untouched").unwrap();
+    for link in ["out.bin", "meta-link.json"] {
+        std::os::unix::fs::symlink("victim.txt", s.path().join(link)).unwrap();
+    }
+    std::os::unix::fs::symlink("nowhere/x", s.path().join("dangling")).unwrap();
+    let e = err(&esdk(s.path(), &["decrypt", "-i", "data.esdk", "-o", "out.bin", "--raw-aes-key", AES]));
+    assert!(e.contains("already exists") && e.contains("--overwrite"), "{e}");
+    let e = err(&esdk(s.path(), &["decrypt", "-i", "data.esdk", "-o", "dangling", "--raw-aes-key", AES]));
+    assert!(e.contains("already exists"), "a dangling symlink counts as existing: {e}");
+    assert!(!s.path().join("nowhere").exists(), "nothing was created through the dangling link");
+    let e = err(&esdk(
+        s.path(),
+        &["decrypt", "-i", "data.esdk", "-o", "p2", "--raw-aes-key", AES, "--metadata-output", "meta-link.json"],
+    ));
+    assert!(e.contains("meta-link.json") && e.contains("already exists"), "{e}");
+    assert_eq!(s.read("victim.txt"), b"untouched");
+
+    // --overwrite replaces the link itself; the file it pointed to is left alone.
+    ok(&esdk(s.path(), &["decrypt", "-i", "data.esdk", "-o", "out.bin", "--raw-aes-key", AES, "--overwrite"]));
+    assert!(std::fs::symlink_metadata(s.path().join("out.bin")).unwrap().file_type().is_file());
+    assert_eq!(s.read("out.bin"), s.read("data.bin"));
+    assert_eq!(s.read("victim.txt"), b"untouched");
+    assert!(partials(s.path()).is_empty());
+}
+
+/// Ctrl-C / SIGTERM mid-write removes the partial output; the partial file is private while it is
+/// written, and its name is random and created exclusively, so a file or symlink planted at a
+/// name seen before is never opened.
+#[test]
+fn an_interrupted_run_removes_its_partial_output_and_never_opens_a_planted_name() {
+    use std::os::unix::process::ExitStatusExt;
+    let s = Setup::new();
+    std::fs::write(s.path().join("victim.txt"), b"untouched").unwrap();
+    let run_and_interrupt = |signal: &str| -> PathBuf {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_esdk"))
+            .current_dir(s.path())
+            .args(["encrypt", "-i", "-", "-o", "out.esdk", "--raw-aes-key", AES])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Half a message on stdin, the pipe left open: the run is mid-write.
+        let mut stdin = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, &[7u8; 100_000]).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let partial = loop {
+            if let [p] = &partials(s.path())[..] {
+                break p.clone();
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("esdk exited ({status}) before it was interrupted");
+            }
+            assert!(std::time::Instant::now() < deadline, "no partial output appeared");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert_eq!(mode(&partial), 0o600, "private while it is written");
+        let status = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let signo = if signal == "-INT" { 2 } else { 15 };
+        assert_eq!(out.status.code(), Some(128 + signo), "{stderr} {:?}", out.status.signal());
+        assert!(stderr.contains("partial output file(s) removed"), "{stderr}");
+        assert!(partials(s.path()).is_empty(), "partial output left behind");
+        assert!(!s.exists("out.esdk"));
+        partial
+    };
+    let first = run_and_interrupt("-TERM");
+    let name = first.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with(".out.esdk.") && name.len() > ".out.esdk..esdk-partial".len(), "{name}");
+    // Plant a symlink at the name the first run used: the next run picks another name.
+    std::os::unix::fs::symlink("victim.txt", &first).unwrap();
+    let second = run_and_interrupt("-INT");
+    assert_ne!(second, first);
+    assert_eq!(s.read("victim.txt"), b"untouched");
+}
+
+/// Recursive mode does not follow symlinks: a link to a parent directory is no loop, and a link
+/// out of the tree is not read.
+#[test]
+fn recursive_mode_skips_symlinks_so_loops_and_escapes_are_impossible() {
+    let s = Setup::new();
+    std::fs::create_dir_all(s.path().join("in/sub")).unwrap();
+    std::fs::write(s.path().join("in/a.txt"), b"alpha").unwrap();
+    std::fs::write(s.path().join("in/sub/b.txt"), b"beta").unwrap();
+    std::fs::write(s.path().join("outside.txt"), b"not part of the tree").unwrap();
+    std::os::unix::fs::symlink("..", s.path().join("in/sub/up")).unwrap();
+    std::os::unix::fs::symlink(".", s.path().join("in/self")).unwrap();
+    std::os::unix::fs::symlink("../outside.txt", s.path().join("in/escape.txt")).unwrap();
+    let out = esdk(s.path(), &["encrypt", "-r", "-i", "in", "-o", "enc", "--raw-aes-key", AES]);
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for link in ["in/sub/up", "in/self", "in/escape.txt"] {
+        assert!(stderr.contains(&format!("skipped {link}: a symlink")), "{link}: {stderr}");
+    }
+    let mut written: Vec<String> = Vec::new();
+    let mut stack = vec![s.path().join("enc")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                written.push(p.strip_prefix(s.path()).unwrap().display().to_string());
+            }
+        }
+    }
+    written.sort();
+    assert_eq!(written, ["enc/a.txt.encrypted", "enc/sub/b.txt.encrypted"]);
+}
