@@ -45,7 +45,7 @@ fuzz_target!(|input: &[u8]| {
             Ok(out)
         });
     match (one_shot, streamed) {
-        (Ok(a), Ok(b)) => assert_eq!(a.plaintext, b),
+        (Ok(a), Ok(b)) => assert_eq!(*a.plaintext, b),
         (Err(_), Err(_)) => {}
         (a, b) => panic!("one-shot {:?} vs streaming {:?}", a.map(|d| d.plaintext.len()), b.map(|p| p.len())),
     }

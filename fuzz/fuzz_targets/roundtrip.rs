@@ -45,5 +45,5 @@ fuzz_target!(|case: Case| {
     let (header, _) = esdk::MessageHeader::parse(&message, &Default::default()).unwrap();
     assert_eq!(message.len() as u64, client.ciphertext_len(&header, case.plaintext.len() as u64));
     let out = client.decrypt_blocking(&cmm, &message, Some(&ec)).unwrap();
-    assert_eq!(out.plaintext, case.plaintext);
+    assert_eq!(*out.plaintext, case.plaintext);
 });
