@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::arn::KmsArn;
-use super::edk::{candidate, decrypt_edk, Candidate};
+use super::edk::filter_then_decrypt;
 use super::KmsClient;
 use crate::error::{Error, Result, SkipReason};
 use crate::keyring::{ensure_no_data_key, Attempts, Keyring};
@@ -73,43 +73,23 @@ impl Discovery {
         edks: &[EncryptedDataKey],
     ) -> Result<DecryptionMaterials> {
         ensure_no_data_key(&materials)?;
-        let mut attempts = Attempts::new(self.describe(), edks);
-        // "The set of encrypted data keys MUST first be filtered to match this keyring's
-        // configuration": the whole list before any KMS call (see the strict keyrings).
-        let mut matching = Vec::new();
-        for (i, edk) in edks.iter().enumerate() {
-            let arn = match candidate(i, edk, &mut attempts) {
-                Candidate::Arn(arn) => arn,
-                Candidate::Skip => continue,
-                Candidate::Malformed => return Err(attempts.into_error()),
-            };
+        let attempts = Attempts::new(self.describe(), edks);
+        let select = |arn: KmsArn| {
             if let Some(filter) = self.filter.as_ref().filter(|f| f.rejects(&arn)) {
-                attempts.skip(
-                    i,
-                    edk,
-                    SkipReason::DiscoveryFilter { key_arn: arn.to_string(), filter: filter.to_string() },
-                );
-                continue;
+                return Err(SkipReason::DiscoveryFilter { key_arn: arn.to_string(), filter: filter.to_string() });
             }
-            let key_id = match &self.region {
-                Some(region) if arn.is_mrk() => arn.with_region(region),
+            match &self.region {
+                Some(region) if arn.is_mrk() => Ok(arn.with_region(region).to_string()),
                 Some(region) if arn.region() != region => {
-                    attempts.skip(i, edk, SkipReason::OtherRegion { key_arn: arn.to_string(), region: region.clone() });
-                    continue;
+                    Err(SkipReason::OtherRegion { key_arn: arn.to_string(), region: region.clone() })
                 }
-                _ => arn,
-            };
-            matching.push((i, edk, key_id.to_string()));
-        }
-        for (i, edk, key_id) in matching {
-            if let Some(key) =
-                decrypt_edk(&*self.client, &key_id, i, edk, &materials, &self.grant_tokens, &mut attempts).await
-            {
-                materials.set_data_key_from_edk(key, i)?;
-                return Ok(materials);
+                _ => Ok(arn.to_string()),
             }
-        }
-        Err(attempts.into_error())
+        };
+        let (i, key) =
+            filter_then_decrypt(&*self.client, edks, &materials, &self.grant_tokens, attempts, select).await?;
+        materials.set_data_key_from_edk(key, i)?;
+        Ok(materials)
     }
 }
 

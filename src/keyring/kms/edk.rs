@@ -3,12 +3,12 @@
 
 use super::arn::KmsArn;
 use super::{KmsClient, PROVIDER_ID};
-use crate::error::{EdkFailure, SkipReason};
+use crate::error::{EdkFailure, Error, SkipReason};
 use crate::keyring::Attempts;
 use crate::materials::{DataKey, DecryptionMaterials, EncryptedDataKey};
 
 /// What a KMS keyring makes of one EDK before its own filter.
-pub(super) enum Candidate {
+enum Candidate {
     /// An `aws-kms` EDK with a valid key ARN.
     Arn(KmsArn),
     /// Not a KMS EDK (recorded as skipped).
@@ -17,7 +17,7 @@ pub(super) enum Candidate {
     Malformed,
 }
 
-pub(super) fn candidate(index: usize, edk: &EncryptedDataKey, attempts: &mut Attempts) -> Candidate {
+fn candidate(index: usize, edk: &EncryptedDataKey, attempts: &mut Attempts) -> Candidate {
     if edk.provider_id != PROVIDER_ID {
         attempts.skip(index, edk, SkipReason::ProviderId);
         return Candidate::Skip;
@@ -36,7 +36,7 @@ pub(super) fn candidate(index: usize, edk: &EncryptedDataKey, attempts: &mut Att
 
 /// Calls `Decrypt` with `key_id` and checks the response (`aws-kms-keyring.md`, "OnDecrypt"):
 /// the returned KeyId must equal `key_id` and the key length must fit the suite.
-pub(super) async fn decrypt_edk(
+async fn decrypt_edk(
     client: &dyn KmsClient,
     key_id: &str,
     index: usize,
@@ -64,4 +64,38 @@ pub(super) async fn decrypt_edk(
         }
         Ok(out) => Some(out.plaintext),
     }
+}
+
+/// OnDecrypt of every KMS keyring: "The set of encrypted data keys MUST first be filtered to
+/// match this keyring's configuration" (`aws-kms-keyring.md` and its MRK and discovery variants).
+/// The whole list is filtered before any KMS call, so a malformed `aws-kms` EDK anywhere fails
+/// OnDecrypt even when another EDK would decrypt. `select` maps an EDK's key ARN to the `KeyId`
+/// to call `Decrypt` with, or to why the keyring skips it. Returns the first data key, with its
+/// EDK index, or the error naming every attempt.
+pub(super) async fn filter_then_decrypt(
+    client: &dyn KmsClient,
+    edks: &[EncryptedDataKey],
+    materials: &DecryptionMaterials,
+    grant_tokens: &[String],
+    mut attempts: Attempts,
+    select: impl Fn(KmsArn) -> Result<String, SkipReason>,
+) -> Result<(usize, DataKey), Error> {
+    let mut matching = Vec::new();
+    for (i, edk) in edks.iter().enumerate() {
+        let arn = match candidate(i, edk, &mut attempts) {
+            Candidate::Arn(arn) => arn,
+            Candidate::Skip => continue,
+            Candidate::Malformed => return Err(attempts.into_error()),
+        };
+        match select(arn) {
+            Ok(key_id) => matching.push((i, edk, key_id)),
+            Err(reason) => attempts.skip(i, edk, reason),
+        }
+    }
+    for (i, edk, key_id) in matching {
+        if let Some(key) = decrypt_edk(client, &key_id, i, edk, materials, grant_tokens, &mut attempts).await {
+            return Ok((i, key));
+        }
+    }
+    Err(attempts.into_error())
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::arn::{mrk_match, KeyIdentifier, KmsArn};
-use super::edk::{candidate, decrypt_edk, Candidate};
+use super::edk::filter_then_decrypt;
 use super::{KmsClient, PROVIDER_ID};
 use crate::error::{Error, Result, SkipReason};
 use crate::keyring::{ensure_no_data_key, Attempts, Keyring};
@@ -94,36 +94,23 @@ impl Strict {
             )));
         };
         let configured_str = configured.to_string();
-        let mut attempts = Attempts::new(self.describe(), edks);
-        // "The set of encrypted data keys MUST first be filtered to match this keyring's
-        // configuration": the whole list, so a malformed `aws-kms` EDK anywhere fails OnDecrypt
-        // before any KMS call, even when an earlier EDK would decrypt.
-        let mut matching = Vec::new();
-        for (i, edk) in edks.iter().enumerate() {
-            let arn = match candidate(i, edk, &mut attempts) {
-                Candidate::Arn(arn) => arn,
-                Candidate::Skip => continue,
-                Candidate::Malformed => return Err(attempts.into_error()),
-            };
+        let attempts = Attempts::new(self.describe(), edks);
+        let select = |arn: KmsArn| {
             let allowed = match self.matching {
                 Matching::Exact => arn == *configured,
                 Matching::Mrk => mrk_match(&self.key_id, &KeyIdentifier::Arn(arn.clone())),
             };
+            // Decrypt is always called with the configured ARN.
             if allowed {
-                matching.push((i, edk));
+                Ok(configured_str.clone())
             } else {
-                attempts.skip(i, edk, SkipReason::NotAllowListed { key_arn: arn.to_string() });
+                Err(SkipReason::NotAllowListed { key_arn: arn.to_string() })
             }
-        }
-        for (i, edk) in matching {
-            if let Some(key) =
-                decrypt_edk(&*self.client, &configured_str, i, edk, &materials, &self.grant_tokens, &mut attempts).await
-            {
-                materials.set_data_key_from_edk(key, i)?;
-                return Ok(materials);
-            }
-        }
-        Err(attempts.into_error())
+        };
+        let (i, key) =
+            filter_then_decrypt(&*self.client, edks, &materials, &self.grant_tokens, attempts, select).await?;
+        materials.set_data_key_from_edk(key, i)?;
+        Ok(materials)
     }
 }
 
