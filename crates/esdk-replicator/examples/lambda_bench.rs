@@ -51,13 +51,18 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU time (user + system) a process has used, from /proc (clock ticks of 10 ms).
+/// CPU time a process has used so far, summed over its threads, in nanoseconds (the first field
+/// of each thread's `/proc/<pid>/task/<tid>/schedstat`: time on a CPU, user and system; the
+/// 10 ms ticks of `/proc/<pid>/stat` are too coarse for a 1 ms budget).
 fn cpu_time(pid: &str) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest.split_whitespace().skip(11).take(2).filter_map(|v| v.parse().ok()).collect();
-    Duration::from_millis(f.iter().sum::<u64>() * 10)
+    let tasks =
+        std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default();
+    let ns: u64 = tasks
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    Duration::from_nanos(ns)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -5,15 +5,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::streams::{KinesisBatchItemFailure, KinesisEventResponse};
 use esdk_kinesis::lambda::{LambdaReplicator, StreamArn};
-use esdk_kinesis::{ControlTable, DeadLetterQueue, KinesisError, Replicator, SourceRecord};
+use esdk_kinesis::{ControlTable, DeadLetterQueue, KinesisError, Replicator};
+use lambda_runtime::tower::Layer;
+use lambda_runtime::{LambdaEvent, LambdaInvocation, Service};
 use tracing::Instrument;
 
 use crate::config::LambdaConfig;
+use crate::event::Batch;
 use crate::metrics::{BatchMetrics, Metrics};
 
 /// What is built once per execution environment.
@@ -93,21 +94,13 @@ impl Function {
     /// One invocation. An event from another Region or stream than configured is refused as a
     /// whole (an error: Lambda retries it and, past the mapping's limits, sends it to the
     /// on-failure destination); nothing of it is forwarded.
-    pub async fn handle(&self, event: KinesisEvent) -> Result<KinesisEventResponse, KinesisError> {
+    pub async fn handle(&self, event: &[u8]) -> Result<KinesisEventResponse, KinesisError> {
         let mut response = KinesisEventResponse::default();
-        let Some(first) = event.records.first() else { return Ok(response) };
-        let arn = self.accept(first)?;
-        let source_arn = first.event_source_arn.clone().unwrap_or_default();
-        let mut records = Vec::with_capacity(event.records.len());
-        for r in event.records {
-            if r.event_source_arn.as_deref() != Some(source_arn.as_str()) {
-                return Err(KinesisError::ForeignSource {
-                    event_source_arn: r.event_source_arn.unwrap_or_default(),
-                    expected: format!("one stream per event ({source_arn})"),
-                });
-            }
-            records.push(source_record(r)?);
+        let Batch { event_source_arn, records } = crate::event::parse(event)?;
+        if records.is_empty() {
+            return Ok(response);
         }
+        let arn = self.accept(&event_source_arn)?;
         let span = tracing::info_span!("invocation", stream = %arn.stream, records = records.len());
         let entry = self.for_stream(&arn.stream).instrument(span.clone()).await?;
         let (replicator, metrics) = (&entry.0, &entry.1);
@@ -129,8 +122,7 @@ impl Function {
     }
 
     /// The stream of an event record, if this function serves it.
-    fn accept(&self, r: &KinesisEventRecord) -> Result<StreamArn, KinesisError> {
-        let source = r.event_source_arn.as_deref().unwrap_or_default();
+    fn accept(&self, source: &str) -> Result<StreamArn, KinesisError> {
         let arn = StreamArn::parse(source)?;
         let foreign = |expected: String| KinesisError::ForeignSource { event_source_arn: source.to_owned(), expected };
         if arn.region != self.config.source_region {
@@ -145,29 +137,67 @@ impl Function {
     }
 }
 
-/// An event record as the replicator core takes it. The shard is the `eventID` prefix
-/// (`shardId-…:<sequence number>`).
-fn source_record(r: KinesisEventRecord) -> Result<SourceRecord, KinesisError> {
-    let shard = r
-        .event_id
-        .as_deref()
-        .and_then(|id| id.split_once(':'))
-        .map(|(shard, _)| shard.to_owned())
-        .filter(|s| s.starts_with("shardId-"))
-        .ok_or_else(|| KinesisError::InvalidEvent(format!("eventID {:?} does not name a shard", r.event_id)))?;
-    let k = r.kinesis;
-    let arrival = SystemTime::from(*k.approximate_arrival_timestamp);
-    Ok(SourceRecord::new(&shard, &k.sequence_number, &k.partition_key, bytes::Bytes::from(k.data.0), Some(arrival)))
+/// The body of the invocation in flight, taken by [`TakeBody`] before `lambda_runtime`'s generic
+/// payload deserializer and handed to the handler, which parses it without copies
+/// ([`crate::event::parse`]). `Runtime::run` serves one invocation at a time, so one slot is
+/// enough; the request id guards against a mix-up.
+#[derive(Clone, Default)]
+struct Bodies(Arc<std::sync::Mutex<Option<(String, bytes::Bytes)>>>);
+
+impl Bodies {
+    fn take(&self, request_id: &str) -> Result<bytes::Bytes, KinesisError> {
+        let mut slot = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match slot.take() {
+            Some((id, body)) if id == request_id => Ok(body),
+            _ => Err(KinesisError::Internal("the invocation's body was not kept for its handler")),
+        }
+    }
+}
+
+impl<S> Layer<S> for Bodies {
+    type Service = TakeBody<S>;
+    fn layer(&self, inner: S) -> TakeBody<S> {
+        TakeBody { inner, bodies: self.clone() }
+    }
+}
+
+/// See [`Bodies`]: replaces the body with `null` (what the handler's `()` payload reads).
+struct TakeBody<S> {
+    inner: S,
+    bodies: Bodies,
+}
+
+impl<S: Service<LambdaInvocation>> Service<LambdaInvocation> for TakeBody<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut invocation: LambdaInvocation) -> S::Future {
+        let body = std::mem::replace(&mut invocation.body, bytes::Bytes::from_static(b"null"));
+        *self.bodies.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((invocation.context.request_id.clone(), body));
+        self.inner.call(invocation)
+    }
 }
 
 /// Runs the function on the Lambda Runtime API until the environment is shut down.
 pub async fn serve(config: LambdaConfig) -> Result<(), String> {
     let function = Arc::new(Function::init(config).await);
     function.check().map_err(|e| format!("the configuration does not build a replicator: {e}"))?;
-    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<KinesisEvent>| {
-        let function = function.clone();
+    let bodies = Bodies::default();
+    let taken = bodies.clone();
+    let handler = lambda_runtime::service_fn(move |event: LambdaEvent<()>| {
+        let (function, bodies) = (function.clone(), taken.clone());
         async move {
-            function.handle(event.payload).await.map_err(|e| {
+            let result = match bodies.take(&event.context.request_id) {
+                Ok(body) => function.handle(&body).await,
+                Err(e) => Err(e),
+            };
+            result.map_err(|e| {
                 tracing::error!(error = %e, retryable = e.is_retryable(), "invocation refused");
                 let kind = if matches!(e, KinesisError::ForeignSource { .. }) { "Refused" } else { "Failed" };
                 lambda_runtime::Diagnostic {
@@ -176,7 +206,11 @@ pub async fn serve(config: LambdaConfig) -> Result<(), String> {
                 }
             })
         }
-    }))
-    .await
-    .map_err(|e| format!("Lambda runtime: {e}"))
+    });
+    lambda_runtime::Runtime::new(handler)
+        .layer(bodies)
+        .layer(lambda_runtime::layers::TracingLayer::new())
+        .run()
+        .await
+        .map_err(|e| format!("Lambda runtime: {e}"))
 }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod event;
 mod lambda;
 mod metrics;
 mod service;

@@ -243,6 +243,17 @@ async fn lambda_in_the_inactive_region_forwards_nothing_and_refuses_foreign_even
     let e: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(e["errorType"], "esdk_replicator::Refused", "{e}");
     assert!(e["errorMessage"].as_str().unwrap().contains("us-west-1"), "{e}");
+
+    // A malformed event fails naming the field, and the process serves the next one.
+    let mut bad: Value = serde_json::from_str(&event(ra, &stream, &in_a)).unwrap();
+    bad["Records"][1]["kinesis"]["data"] = Value::from(17);
+    let answer = tokio::task::block_in_place(|| api.invoke(&bad.to_string(), Duration::from_secs(60))).unwrap();
+    let Outcome::Error(body) = answer else { panic!("a malformed event must fail: {answer:?}") };
+    let e: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(e["errorType"], "esdk_replicator::Failed", "{e}");
+    assert!(e["errorMessage"].as_str().unwrap().contains("Records[1].kinesis.data"), "{e}");
+    let again = tokio::task::block_in_place(|| api.invoke(&foreign, Duration::from_secs(60))).unwrap();
+    assert!(matches!(again, Outcome::Error(_)), "{again:?}");
     assert_eq!(b.read_all(&stream).await.len(), 30);
 }
 
