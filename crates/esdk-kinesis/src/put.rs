@@ -128,12 +128,15 @@ pub(crate) async fn put_ordered(
     }
     fail_followers(entries, &failed_keys, &mut outcomes, &mut pending);
 
-    let mut round = 0u32;
+    // Rounds in a row in which nothing went through: the backoff grows with these only. A
+    // round that put anything starts over at the base, or a batch needing one round per record
+    // of a key (see below) would wait the longest backoff after every later failure.
+    let mut stalled = 0u32;
     while !pending.is_empty() {
         // The first pending record of each partition key.
         let mut keys = HashSet::new();
         let selected: Vec<usize> = pending.iter().copied().filter(|&i| keys.insert(entries[i].0)).collect();
-        let mut any_failed = false;
+        let (mut any_failed, mut went_through) = (false, false);
         for request in split_requests(entries, &selected, cfg) {
             stats.requests += 1;
             let built: Result<Vec<PutRecordsRequestEntry>, _> = request
@@ -161,6 +164,7 @@ pub(crate) async fn put_ordered(
                         attempts[i] += 1;
                         match (r.error_code(), r.sequence_number(), r.shard_id()) {
                             (None, Some(seq), Some(shard)) => {
+                                went_through = true;
                                 outcomes[i] = Some(EntryOutcome::Put {
                                     sequence_number: seq.to_owned(),
                                     shard_id: shard.to_owned(),
@@ -204,8 +208,8 @@ pub(crate) async fn put_ordered(
         pending.retain(|&i| outcomes[i].is_none());
         fail_followers(entries, &failed_keys, &mut outcomes, &mut pending);
         if any_failed && !pending.is_empty() {
-            tokio::time::sleep(backoff(cfg.base_backoff, cfg.max_backoff, round)).await;
-            round += 1;
+            stalled = if went_through { 0 } else { stalled + 1 };
+            tokio::time::sleep(backoff(cfg.base_backoff, cfg.max_backoff, stalled)).await;
         }
     }
     stats.retried_entries = attempts.iter().filter(|&&a| a > 1).count() as u64;
