@@ -103,6 +103,13 @@ impl LambdaReplicator {
         Ok(())
     }
 
+    /// Reads the active-Region flag and lists and registers the shards ahead of the first
+    /// invocation (both are repeated by it if they fail or the flag's TTL has passed).
+    pub async fn warm_up(&self) -> Result<()> {
+        let (flag, shards) = tokio::join!(self.replicator.prefetch_active_region(), self.sync_shards());
+        flag.and(shards)
+    }
+
     /// Replicates the records of one invocation (in the mapping's order).
     pub async fn handle(&self, records: &[SourceRecord]) -> LambdaBatch {
         if records.is_empty() {

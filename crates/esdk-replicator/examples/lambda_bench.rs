@@ -88,7 +88,13 @@ async fn main() {
     let records = a.read_all(&stream).await;
     assert_eq!(records.len(), total);
     let (cold, warm) = records.split_at(COLD_STARTS * 100);
-    let vars = [("AWS_REGION", ra), ("ESDK_REPLICATE_TO", rb), ("ESDK_CONTROL_TABLE", table.as_str())];
+    // As deploy/template.yaml configures the function (the stream named: init warms up).
+    let vars = [
+        ("AWS_REGION", ra),
+        ("ESDK_REPLICATE_TO", rb),
+        ("ESDK_CONTROL_TABLE", table.as_str()),
+        ("ESDK_SOURCE_STREAM", stream.as_str()),
+    ];
     let spawn = |api: &RuntimeApi| {
         api.command(&env, &bin)
             .env("RUST_LOG", "warn")

@@ -188,6 +188,18 @@ impl<S: Service<LambdaInvocation>> Service<LambdaInvocation> for TakeBody<S> {
 pub async fn serve(config: LambdaConfig) -> Result<(), String> {
     let function = Arc::new(Function::init(config).await);
     function.check().map_err(|e| format!("the configuration does not build a replicator: {e}"))?;
+    // With the stream known (ESDK_SOURCE_STREAM, which the template sets), the flag, the shard
+    // list and the registration are read while the runtime waits for the first event: a cold
+    // start then waits for PutRecords and the checkpoint only.
+    if let Some(stream) = function.config.source_stream.clone() {
+        let function = function.clone();
+        tokio::spawn(async move {
+            let warm = async { function.for_stream(&stream).await?.0.warm_up().await };
+            if let Err(e) = warm.await {
+                tracing::warn!(error = %e, "warming up before the first event failed (the first invocation repeats it)");
+            }
+        });
+    }
     let bodies = Bodies::default();
     let taken = bodies.clone();
     let handler = lambda_runtime::service_fn(move |event: LambdaEvent<()>| {

@@ -128,6 +128,12 @@ async fn lambda_forwards_byte_for_byte_names_failed_records_and_publishes_metric
             ("ESDK_METRICS_INTERVAL", "0s"),
         ],
     );
+    // With the stream named, init lists and registers its shards before any event arrives.
+    let registered = Instant::now() + Duration::from_secs(20);
+    while b.control.shard_progress(&stream, ra, &first[0].shard_id).await.unwrap().is_none() {
+        assert!(Instant::now() < registered, "the shard was not registered during init");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let ev = event(ra, &stream, &first);
     let answer = tokio::task::block_in_place(|| api.invoke(&ev, Duration::from_secs(60))).unwrap();
     println!(
