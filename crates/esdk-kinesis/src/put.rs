@@ -128,15 +128,16 @@ pub(crate) async fn put_ordered(
     }
     fail_followers(entries, &failed_keys, &mut outcomes, &mut pending);
 
-    // Rounds in a row in which nothing went through: the backoff grows with these only. A
-    // round that put anything starts over at the base, or a batch needing one round per record
-    // of a key (see below) would wait the longest backoff after every later failure.
-    let mut stalled = 0u32;
+    // The backoff after a round with failures grows with the attempts of the entries that
+    // failed in it, not with the round count: a batch needing one round per record of a key
+    // (see below) would otherwise wait the longest backoff after every later failure, while a
+    // record refused again and again (a hot shard) still backs off further each time.
     while !pending.is_empty() {
         // The first pending record of each partition key.
         let mut keys = HashSet::new();
         let selected: Vec<usize> = pending.iter().copied().filter(|&i| keys.insert(entries[i].0)).collect();
-        let (mut any_failed, mut went_through) = (false, false);
+        // The most attempts of any entry that failed in this round (0: none failed).
+        let mut worst = 0u32;
         for request in split_requests(entries, &selected, cfg) {
             stats.requests += 1;
             let built: Result<Vec<PutRecordsRequestEntry>, _> = request
@@ -164,14 +165,13 @@ pub(crate) async fn put_ordered(
                         attempts[i] += 1;
                         match (r.error_code(), r.sequence_number(), r.shard_id()) {
                             (None, Some(seq), Some(shard)) => {
-                                went_through = true;
                                 outcomes[i] = Some(EntryOutcome::Put {
                                     sequence_number: seq.to_owned(),
                                     shard_id: shard.to_owned(),
                                 })
                             }
                             (code, _, _) => {
-                                any_failed = true;
+                                worst = worst.max(attempts[i]);
                                 if attempts[i] >= cfg.max_attempts {
                                     let err = put_failure(
                                         stream,
@@ -188,15 +188,15 @@ pub(crate) async fn put_ordered(
                     // A response with fewer entries than sent: the rest count as failed attempts.
                     for &i in request.iter().skip(resp.records().len()) {
                         attempts[i] += 1;
-                        any_failed = true;
+                        worst = worst.max(attempts[i]);
                     }
                 }
                 Err(e) => {
                     // One classification for the whole request; each entry gets its own error.
-                    any_failed = true;
                     let f = crate::aws_error::classify(&e);
                     for &i in &request {
                         attempts[i] += 1;
+                        worst = worst.max(attempts[i]);
                         if !f.retryable || attempts[i] >= cfg.max_attempts {
                             let err = put_failure(stream, &f.code, &f.message, attempts[i], f.retryable);
                             fail(&mut outcomes, &mut failed_keys, entries, i, err);
@@ -207,9 +207,8 @@ pub(crate) async fn put_ordered(
         }
         pending.retain(|&i| outcomes[i].is_none());
         fail_followers(entries, &failed_keys, &mut outcomes, &mut pending);
-        if any_failed && !pending.is_empty() {
-            stalled = if went_through { 0 } else { stalled + 1 };
-            tokio::time::sleep(backoff(cfg.base_backoff, cfg.max_backoff, stalled)).await;
+        if worst > 0 && !pending.is_empty() {
+            tokio::time::sleep(backoff(cfg.base_backoff, cfg.max_backoff, worst - 1)).await;
         }
     }
     stats.retried_entries = attempts.iter().filter(|&&a| a > 1).count() as u64;
