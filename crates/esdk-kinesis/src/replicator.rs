@@ -299,13 +299,13 @@ impl Replicator {
         }
     }
 
-    /// The active-Region flag, read at most once per flag TTL.
     /// Reads the active-Region flag into the cache (valid for the flag TTL), so that the next
     /// batch within the TTL does not wait for it: what a Lambda cold start does during init.
     pub async fn prefetch_active_region(&self) -> Result<()> {
         self.active_region().await.map(drop)
     }
 
+    /// The active-Region flag, read at most once per flag TTL.
     async fn active_region(&self) -> Result<crate::ActiveRegion> {
         let cached = self.flag_cache.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some((at, flag)) = cached.filter(|(at, _)| at.elapsed() < self.flag_ttl) {

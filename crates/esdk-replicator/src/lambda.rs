@@ -29,6 +29,9 @@ pub struct Function {
     /// One replicator per source stream (an event source mapping serves one stream; a function
     /// behind several mappings gets one each).
     streams: tokio::sync::Mutex<HashMap<String, Arc<(LambdaReplicator, Metrics)>>>,
+    /// The warm-up started at init (see [`serve`]); the first invocation waits for it instead of
+    /// reading the flag and listing the shards a second time.
+    warming: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Function {
@@ -48,6 +51,7 @@ impl Function {
             cloudwatch: aws_sdk_cloudwatch::Client::new(&dst),
             config,
             streams: tokio::sync::Mutex::default(),
+            warming: tokio::sync::Mutex::default(),
         }
     }
 
@@ -101,6 +105,11 @@ impl Function {
             return Ok(response);
         }
         let arn = self.accept(&event_source_arn)?;
+        let warming = self.warming.lock().await.take();
+        if let Some(warm_up) = warming {
+            // Its failure is logged where it happens; the invocation then does the work itself.
+            let _ = warm_up.await;
+        }
         let span = tracing::info_span!("invocation", stream = %arn.stream, records = records.len());
         let entry = self.for_stream(&arn.stream).instrument(span.clone()).await?;
         let (replicator, metrics) = (&entry.0, &entry.1);
@@ -192,13 +201,14 @@ pub async fn serve(config: LambdaConfig) -> Result<(), String> {
     // list and the registration are read while the runtime waits for the first event: a cold
     // start then waits for PutRecords and the checkpoint only.
     if let Some(stream) = function.config.source_stream.clone() {
-        let function = function.clone();
-        tokio::spawn(async move {
-            let warm = async { function.for_stream(&stream).await?.0.warm_up().await };
+        let warming = function.clone();
+        let task = tokio::spawn(async move {
+            let warm = async { warming.for_stream(&stream).await?.0.warm_up().await };
             if let Err(e) = warm.await {
                 tracing::warn!(error = %e, "warming up before the first event failed (the first invocation repeats it)");
             }
         });
+        *function.warming.lock().await = Some(task);
     }
     let bodies = Bodies::default();
     let taken = bodies.clone();
