@@ -158,7 +158,7 @@ impl<'de> Deserialize<'de> for Arrival {
 /// number>`), carry `eventSourceARN`, and hold standard base64 `data`. Any other shape is
 /// [`KinesisError::InvalidEvent`] naming the first problem and where it is.
 pub fn parse(body: &[u8]) -> Result<Batch, KinesisError> {
-    let event: Event<'_> = serde_json::from_slice(body).map_err(|_| invalid(body))?;
+    let event: Event<'_> = serde_json::from_slice(body).map_err(|e| invalid(body, e))?;
     // base64-simd (already in every AWS SDK build, through aws-smithy-types) decodes with SIMD
     // at several times the base64 crate's speed: the records' data is most of the event.
     let engine = &base64_simd::STANDARD;
@@ -167,10 +167,11 @@ pub fn parse(body: &[u8]) -> Result<Batch, KinesisError> {
     let mut spans = Vec::with_capacity(event.records.len());
     for (i, r) in event.records.iter().enumerate() {
         let start = buffer.len();
-        engine.decode_append(&r.kinesis.data.0, &mut buffer).map_err(|e| {
+        engine.decode_append(&r.kinesis.data.0, &mut buffer).map_err(|_| {
             KinesisError::InvalidEvent(format!(
-                "record {i} (sequence number {}): data is not standard base64: {e}",
-                r.kinesis.sequence_number.0
+                "record {i} (sequence number {}): its data ({} characters) is not standard base64 with padding",
+                shown(&r.kinesis.sequence_number.0),
+                r.kinesis.data.0.len()
             ))
         })?;
         spans.push(start..buffer.len());
@@ -181,11 +182,11 @@ pub fn parse(body: &[u8]) -> Result<Batch, KinesisError> {
     for (r, span) in event.records.iter().zip(spans) {
         let shard =
             r.event_id.0.split_once(':').map(|(shard, _)| shard).filter(|s| s.starts_with("shardId-")).ok_or_else(
-                || KinesisError::InvalidEvent(format!("eventID {:?} does not name a shard", r.event_id.0)),
+                || KinesisError::InvalidEvent(format!("eventID {:?} does not name a shard", shown(&r.event_id.0))),
             )?;
         if r.event_source_arn.0 != event_source_arn {
             return Err(KinesisError::ForeignSource {
-                event_source_arn: r.event_source_arn.0.clone().into_owned(),
+                event_source_arn: shown(&r.event_source_arn.0),
                 expected: format!("one stream per event ({event_source_arn})"),
             });
         }
@@ -203,12 +204,23 @@ pub fn parse(body: &[u8]) -> Result<Batch, KinesisError> {
 
 /// The error for a body that does not parse, with the path of the offending field (parsed
 /// again with path tracking, which costs an allocation per key and so only on this path).
-fn invalid(body: &[u8]) -> KinesisError {
-    let e = match serde_path_to_error::deserialize::<_, Event<'_>>(&mut serde_json::Deserializer::from_slice(body)) {
+fn invalid(body: &[u8], first: serde_json::Error) -> KinesisError {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let e = match serde_path_to_error::deserialize::<_, Event<'_>>(&mut de) {
         Err(e) => e.to_string(),
-        Ok(_) => "unparsable".to_owned(),
+        // The path-tracking pass stops after the value (trailing characters, say).
+        Ok(_) => first.to_string(),
     };
     KinesisError::InvalidEvent(format!("not a Kinesis event of an event source mapping: {e}"))
+}
+
+/// At most 80 characters of a value from the event, for an error message (a hostile value may
+/// be megabytes long).
+fn shown(v: &str) -> String {
+    match v.char_indices().nth(80) {
+        Some((end, _)) => format!("{}… ({} bytes)", &v[..end], v.len()),
+        None => v.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -325,6 +337,9 @@ mod tests {
         invalid(ok(&|r| drop(r["kinesis"].as_object_mut().unwrap().remove("sequenceNumber"))), "sequenceNumber");
         invalid(parse(b"{\"Records\": 3}"), "expected a sequence");
         invalid(parse(b"[]"), "Kinesis event");
+        invalid(parse(format!("{} x", event(vec![])).as_bytes()), "trailing characters");
+        let long = ok(&|r| r["eventID"] = json!("x".repeat(100_000)));
+        invalid(long, "(100000 bytes)");
         invalid(parse(b"{\"Records\": [{\"eventID\": \"\xff\"}]}"), "Kinesis event");
         assert!(matches!(
             ok(&|r| r["eventSourceARN"] = json!("arn:aws:kinesis:us-east-1:111122223333:stream/other")),
