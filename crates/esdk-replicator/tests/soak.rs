@@ -65,6 +65,18 @@ fn main() {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(soak());
 }
 
+/// Kills the child processes left when the soak ends, passing or not (and so on a panic).
+struct Reap(Vec<Child>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// What a consumer process reports as its last line.
 #[derive(Debug, Deserialize)]
 struct Report {
@@ -87,7 +99,7 @@ async fn soak() {
     let (a, b) = pipeline(&env, ra, rb, &stream, &table, 2).await;
     println!("soak: {n} records, {:.0}% faults on every API in {ra} and {rb}", faults() * 100.0);
 
-    let mut replicator = env
+    let replicator = env
         .command(env!("CARGO_BIN_EXE_esdk-replicator"))
         .args(["run", "--stream", &stream, "--from", ra, "--to", rb, "--control-table", &table])
         .args(["--poll-interval", "5ms", "--idle-interval", "20ms"])
@@ -96,6 +108,8 @@ async fn soak() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start esdk-replicator");
+    let replicator_pid = replicator.id().to_string();
+    let mut reap = Reap(vec![replicator]);
     let consumers: Vec<Child> = [&a, &b]
         .iter()
         .map(|side| {
@@ -114,7 +128,7 @@ async fn soak() {
     // The replicator's RSS while records flow.
     let samples = Arc::new(Mutex::new(Vec::<(Duration, u64)>::new()));
     let sampler = {
-        let (samples, pid, start) = (samples.clone(), replicator.id().to_string(), Instant::now());
+        let (samples, pid, start) = (samples.clone(), replicator_pid.clone(), Instant::now());
         tokio::spawn(async move {
             loop {
                 let rss = status_kib(&pid, "VmRSS:");
@@ -139,25 +153,31 @@ async fn soak() {
     let produced = started.elapsed();
 
     let mut reports = Vec::new();
-    for child in consumers {
+    let mut outputs = Vec::new();
+    for mut child in consumers {
+        outputs.push(child.stdout.take().unwrap());
+        reap.0.push(child);
+    }
+    for (i, out) in outputs.into_iter().enumerate() {
+        // Until the consumer exits (or `reap` kills it): its stdout closes.
         let reader = tokio::task::spawn_blocking(move || {
-            let mut child = child;
-            let lines: Vec<String> =
-                BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok).collect();
-            (child.wait().unwrap(), lines)
+            BufReader::new(out).lines().map_while(Result::ok).collect::<Vec<String>>()
         });
-        let (status, lines) = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), reader)
-            .await
-            .expect("the consumers finish before the deadline")
-            .unwrap();
+        let lines = match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), reader).await {
+            Ok(lines) => lines.unwrap(),
+            Err(_) => {
+                drop(reap);
+                panic!("the consumers did not finish before the deadline");
+            }
+        };
+        let status = reap.0[1 + i].wait().unwrap();
         let last = lines.last().cloned().unwrap_or_default();
         assert!(status.success(), "consumer failed ({status}): {}", lines.join("\n"));
         reports.push(serde_json::from_str::<Report>(&last).unwrap_or_else(|e| panic!("{e}: {last:?}")));
     }
     let done = started.elapsed();
-    let replicator_peak = status_kib(&replicator.id().to_string(), "VmHWM:");
-    replicator.kill().unwrap();
-    replicator.wait().unwrap();
+    let replicator_peak = status_kib(&replicator_pid, "VmHWM:");
+    drop(reap);
     sampler.await.unwrap();
     env.clear_faults_in(ra).await;
     env.clear_faults_in(rb).await;
@@ -191,7 +211,9 @@ async fn soak() {
         );
     }
 
+    assert!(replicator_peak > 0 && !samples.is_empty(), "the replicator's RSS was not read from /proc");
     for r in &reports {
+        assert!(r.peak_rss_kib > 0 && r.rss_kib_at.iter().all(|s| s.1 > 0), "RSS not read from /proc: {r:?}");
         assert_eq!((r.delivered, r.lost, r.duplicated, r.out_of_order), (n, 0, 0, 0), "{r:?}");
         assert!(r.peak_rss_kib <= RSS_LIMIT_KIB, "consumer in {}: peak RSS {} KiB", r.region, r.peak_rss_kib);
         flat(&format!("consumer in {}", r.region), &r.rss_kib_at.iter().map(|s| s.1).collect::<Vec<_>>());
@@ -252,8 +274,15 @@ fn consumer(args: &[String]) {
         let mut next = vec![0usize; ROWS];
         let (mut delivered, mut duplicated, mut out_of_order, mut dropped) = (0, 0, 0, 0);
         let mut rss_kib_at = Vec::new();
-        while delivered < n && Instant::now() < deadline {
+        // After the last expected record, polling goes on until nothing new came for QUIET, so
+        // a record delivered twice late is seen too.
+        const QUIET: Duration = Duration::from_secs(3);
+        let mut last_new = Instant::now();
+        while (delivered < n || last_new.elapsed() < QUIET) && Instant::now() < deadline {
             let (batch, outcome) = consumer.poll(&mut reader).await;
+            if !outcome.delivered.is_empty() {
+                last_new = Instant::now();
+            }
             dropped += outcome.duplicates.len();
             for d in &outcome.delivered {
                 let row: Row = serde_json::from_slice(&d.plaintext).expect("a CDC row change");
