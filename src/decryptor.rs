@@ -83,7 +83,7 @@ impl Decryptor {
         let mut aad = Vec::with_capacity(parsed.body_len + required_only.serialized_len());
         aad.extend_from_slice(&header_bytes[..parsed.body_len]);
         required_only.serialize_into(&mut aad);
-        aead.open_in_place(&header.header_iv, &aad, &mut [], &parsed.auth_tag)
+        aead.open_in_place(&header.header_iv, &aad, &mut [], &header.auth_tag)
             .map_err(|_| Error::HeaderAuthentication)?;
 
         let verifier = match (header.suite.signature(), verification_key) {

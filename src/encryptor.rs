@@ -62,7 +62,7 @@ impl Encryptor {
         for k in &m.required_encryption_context_keys {
             stored.remove(k);
         }
-        let header = MessageHeader {
+        let mut header = MessageHeader {
             suite,
             message_id: message_id.clone(),
             encryption_context: stored,
@@ -71,6 +71,7 @@ impl Encryptor {
             frame_length: frame_len,
             header_iv: [0u8; 12],
             commitment: commitment.as_deref().copied(),
+            auth_tag: [0u8; 16],
         };
         header.check_serializable()?;
         required_only.check_serializable()?;
@@ -81,6 +82,7 @@ impl Encryptor {
         aad.extend_from_slice(&out[start..]);
         required_only.serialize_into(&mut aad);
         let tag = aead.seal_in_place(&header.header_iv, &aad, &mut [])?;
+        header.auth_tag = tag;
         if header.version() == crate::suite::MessageFormatVersion::V1 {
             out.extend_from_slice(&header.header_iv);
         }

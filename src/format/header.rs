@@ -66,6 +66,8 @@ pub struct MessageHeader {
     pub(crate) header_iv: [u8; 12],
     /// v2 suite data (the commitment value).
     pub(crate) commitment: Option<[u8; 32]>,
+    /// The header authentication tag (read, or computed when the header was written).
+    pub(crate) auth_tag: [u8; 16],
 }
 
 impl MessageHeader {
@@ -100,6 +102,12 @@ impl MessageHeader {
     /// Commitment value (v2 suite data).
     pub fn commitment(&self) -> Option<&[u8; 32]> {
         self.commitment.as_ref()
+    }
+
+    /// The header authentication fields (message-format.md, "Header Authentication"): the IV
+    /// (all zeros; on v2 messages it is not serialized) and the tag.
+    pub fn header_auth(&self) -> (&[u8; 12], &[u8; 16]) {
+        (&self.header_iv, &self.auth_tag)
     }
 
     /// Parses the header at the start of `message` without any key, returning it and the
@@ -185,8 +193,6 @@ pub(crate) struct ParsedHeader {
     pub(crate) header: MessageHeader,
     /// Length of the header body (the bytes the auth tag covers).
     pub(crate) body_len: usize,
-    /// Header auth tag.
-    pub(crate) auth_tag: [u8; 16],
     /// Header body plus authentication fields.
     pub(crate) total_len: usize,
 }
@@ -288,9 +294,9 @@ pub(crate) fn parse(input: &[u8], limits: &HeaderLimits) -> Result<ParsedHeader>
             frame_length,
             header_iv,
             commitment,
+            auth_tag,
         },
         body_len,
-        auth_tag,
         total_len: cur.position(),
     })
 }
