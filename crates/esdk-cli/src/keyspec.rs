@@ -17,6 +17,10 @@ pub enum WrappingKeys {
     Keys {
         /// The key identifiers, in order (the first one generates the data key).
         keys: Vec<String>,
+        /// `region=`: the Region of identifiers that are not ARNs (an ARN names its own).
+        region: Option<String>,
+        /// `profile=`: the named AWS profile whose credentials call KMS.
+        profile: Option<String>,
     },
     /// `discovery=true discovery-account=ID… discovery-partition=P [discovery-region=R]`.
     Discovery {
@@ -26,7 +30,21 @@ pub enum WrappingKeys {
         partition: Option<String>,
         /// Region for MRK-aware discovery.
         region: Option<String>,
+        /// `profile=`: the named AWS profile whose credentials call KMS.
+        profile: Option<String>,
     },
+}
+
+/// The provider names `aws-encryption-cli` accepts for AWS KMS (`provider=` may be left out).
+const KMS_PROVIDERS: [&str; 2] = ["aws-kms", "aws-encryption-sdk-cli::aws-kms"];
+
+/// `discovery=` values, read as `aws-encryption-cli` reads them.
+fn pseudo_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "t" | "1" | "yes" | "y" => Some(true),
+        "false" | "f" | "0" | "no" | "n" => Some(false),
+        _ => None,
+    }
 }
 
 /// A raw AES key: `namespace=NS,name=NAME,file=PATH` (the file holds 16, 24 or 32 raw bytes).
@@ -60,34 +78,40 @@ fn split_attr<'a>(attr: &'a str, syntax: &str) -> Result<(&'a str, &'a str), Str
     }
 }
 
-/// Parses one `--wrapping-keys` group.
+/// Parses one `--wrapping-keys` group, with the rules of `aws-encryption-cli` 4.x.
 pub fn parse_wrapping_keys(attrs: &[String]) -> Result<WrappingKeys, String> {
-    const SYNTAX: &str = "expected key=ARN… or discovery=true discovery-account=ID… discovery-partition=aws";
+    const SYNTAX: &str = "expected key=ARN… [region=R] [profile=P], or discovery=true \
+                          discovery-account=ID… discovery-partition=aws";
     let mut keys = Vec::new();
-    let mut discovery = None;
+    let (mut discovery, mut partition, mut region, mut profile, mut provider) = (None, None, None, None, None);
     let mut accounts = Vec::new();
-    let mut partition = None;
-    let mut region = None;
+    let once = |slot: &mut Option<String>, k: &str, v: &str| match slot.replace(v.to_owned()) {
+        Some(_) => Err(format!("{k}= given twice in one --wrapping-keys group")),
+        None => Ok(()),
+    };
     for attr in attrs {
         let (k, v) = split_attr(attr, SYNTAX)?;
         match k {
             "key" => keys.push(v.to_owned()),
             "discovery" => {
-                discovery = Some(match v {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(format!("discovery={v}: expected true or false")),
-                })
+                let d = pseudo_bool(v).ok_or_else(|| format!("discovery={v}: expected true or false"))?;
+                if discovery.replace(d).is_some() {
+                    return Err("discovery= given twice in one --wrapping-keys group".into());
+                }
             }
             "discovery-account" => accounts.push(v.to_owned()),
-            "discovery-partition" => partition = Some(v.to_owned()),
-            "discovery-region" | "region" => region = Some(v.to_owned()),
-            "provider" if v == "aws-kms" => {}
-            "provider" => {
-                return Err(format!("provider={v}: only aws-kms is supported; use --raw-aes-key or --raw-rsa-key"))
-            }
+            "discovery-partition" => once(&mut partition, k, v)?,
+            "discovery-region" | "region" => once(&mut region, k, v)?,
+            "profile" => once(&mut profile, k, v)?,
+            "provider" => once(&mut provider, k, v)?,
             _ => return Err(format!("unknown wrapping-keys attribute {k:?} ({SYNTAX})")),
         }
+    }
+    if let Some(p) = provider.filter(|p| !KMS_PROVIDERS.contains(&p.as_str())) {
+        return Err(format!(
+            "provider={p}: only AWS KMS (provider=aws-kms) is a --wrapping-keys provider here; \
+             give raw keys with --raw-aes-key or --raw-rsa-key"
+        ));
     }
     match discovery {
         Some(true) => {
@@ -97,19 +121,19 @@ pub fn parse_wrapping_keys(attrs: &[String]) -> Result<WrappingKeys, String> {
             if accounts.is_empty() != partition.is_none() {
                 return Err("a discovery filter needs both discovery-account=… and discovery-partition=…".into());
             }
-            Ok(WrappingKeys::Discovery { accounts, partition, region })
+            Ok(WrappingKeys::Discovery { accounts, partition, region, profile })
         }
         _ => {
-            if keys.is_empty() {
-                return Err(format!("no key=… given ({SYNTAX})"));
-            }
             if !accounts.is_empty() || partition.is_some() {
                 return Err("discovery-account / discovery-partition need discovery=true".into());
             }
-            if region.is_some() {
-                return Err("region=… is taken from each key ARN; give full ARNs instead".into());
+            if keys.is_empty() {
+                return Err(match discovery {
+                    Some(false) => "discovery=false needs at least one key=…".into(),
+                    _ => format!("no key=… given ({SYNTAX})"),
+                });
             }
-            Ok(WrappingKeys::Keys { keys })
+            Ok(WrappingKeys::Keys { keys, region, profile })
         }
     }
 }
@@ -232,15 +256,37 @@ mod tests {
     fn wrapping_keys() {
         assert_eq!(
             parse_wrapping_keys(&s(&["key=arn:a", "key=arn:b"])).unwrap(),
-            WrappingKeys::Keys { keys: s(&["arn:a", "arn:b"]) }
+            WrappingKeys::Keys { keys: s(&["arn:a", "arn:b"]), region: None, profile: None }
         );
+        // aws-encryption-cli's spellings: the plugin's provider name, pseudo-booleans, a Region
+        // and a profile for the key's client.
+        assert_eq!(
+            parse_wrapping_keys(&s(&[
+                "provider=aws-encryption-sdk-cli::aws-kms",
+                "key=alias/a",
+                "region=eu-west-1",
+                "profile=p"
+            ]))
+            .unwrap(),
+            WrappingKeys::Keys { keys: s(&["alias/a"]), region: Some("eu-west-1".into()), profile: Some("p".into()) }
+        );
+        assert!(matches!(parse_wrapping_keys(&s(&["discovery=Yes"])).unwrap(), WrappingKeys::Discovery { .. }));
         assert_eq!(
             parse_wrapping_keys(&s(&["discovery=true", "discovery-account=1", "discovery-partition=aws"])).unwrap(),
-            WrappingKeys::Discovery { accounts: s(&["1"]), partition: Some("aws".into()), region: None }
+            WrappingKeys::Discovery { accounts: s(&["1"]), partition: Some("aws".into()), region: None, profile: None }
         );
-        for bad in
-            [&["key="][..], &["bogus=1"], &["discovery=true", "key=a"], &["discovery=true", "discovery-account=1"], &[]]
-        {
+        for bad in [
+            &["key="][..],
+            &["bogus=1"],
+            &["discovery=true", "key=a"],
+            &["discovery=true", "discovery-account=1"],
+            &[],
+            &["discovery=false"],
+            &["discovery=maybe"],
+            &["provider=raw", "key=a"],
+            &["provider=aws-kms", "provider=aws-kms", "key=a"],
+            &["key=a", "discovery-partition=aws"],
+        ] {
             assert!(parse_wrapping_keys(&s(bad)).is_err(), "{bad:?}");
         }
     }
