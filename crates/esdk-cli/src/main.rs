@@ -21,9 +21,18 @@ use esdk_cli::keyspec::{self, WrappingKeys};
 use serde_json::{json, Value};
 
 mod kinesis;
+mod official;
 
 #[derive(Parser)]
-#[command(name = "esdk", version, about = "Encrypt, decrypt and inspect AWS Encryption SDK messages", long_about = None)]
+#[command(
+    name = "esdk",
+    version,
+    about = "Encrypt, decrypt and inspect AWS Encryption SDK messages",
+    long_about = None,
+    after_help = "aws-encryption-cli command lines are accepted unchanged: esdk -e|-d|--decrypt-unsigned -i IN -o OUT \
+                  -w key=ARN --metadata-output FILE|-S ... (esdk -e --help lists them; docs/aws-encryption-cli.md says \
+                  where esdk differs)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -78,7 +87,7 @@ struct Common {
     #[arg(short, long)]
     recursive: bool,
     /// Suffix for output files named after their input (default .encrypted / .decrypted).
-    #[arg(short = 'S', long, value_name = "SUFFIX")]
+    #[arg(long, value_name = "SUFFIX")]
     suffix: Option<String>,
     /// Encryption context pairs. On encrypt: stored in the message. On decrypt: pairs the
     /// message must carry (and any required-only pairs it was encrypted with).
@@ -113,6 +122,9 @@ struct Common {
     /// Write one JSON line per file (header, context, EDKs, the key used) to FILE or - (stdout).
     #[arg(long = "metadata-output", value_name = "FILE")]
     metadata_output: Option<String>,
+    /// No metadata (the default here; `-S` as aws-encryption-cli spells it).
+    #[arg(short = 'S', long = "suppress-metadata", conflicts_with = "metadata_output")]
+    suppress_metadata: bool,
     /// Reuse data keys across files: capacity=N max_age=SECONDS [max_messages_encrypted=N]
     /// [max_bytes_encrypted=N]. Cuts KMS calls for multi-file runs.
     #[arg(long, num_args = 1.., value_name = "ATTR=VALUE")]
@@ -123,6 +135,9 @@ struct Common {
     /// Crypto backend (aws-lc-rs or rustcrypto, if compiled in).
     #[arg(long, value_name = "NAME")]
     backend: Option<String>,
+    /// Set when the command line was `aws-encryption-cli`'s (see [`official`]).
+    #[arg(skip)]
+    official: Option<official::Dialect>,
 }
 
 #[derive(Args)]
@@ -226,7 +241,17 @@ fn hint_for(e: &Error) -> Option<String> {
 
 fn main() -> ExitCode {
     remove_partials_on_interrupt();
-    let matches = Cli::command().get_matches();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if official::is_official_command_line(&args) {
+        return finish(official::parse(args).and_then(|(action, verbosity)| {
+            init_logging(verbosity);
+            match action {
+                official::Action::Encrypt(a) => encrypt(a),
+                official::Action::Decrypt(a) => decrypt(a),
+            }
+        }));
+    }
+    let matches = Cli::command().get_matches_from(args);
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // clap's derive flattens repeated multi-value options; recover one group per occurrence.
     let groups: Vec<Vec<String>> = matches
@@ -239,16 +264,24 @@ fn main() -> ExitCode {
         Command::Decrypt(a) => a.common.wrapping_key_groups = groups,
         Command::Inspect(_) | Command::Kinesis { .. } => {}
     }
-    if cli.verbose > 0 {
-        let level = if cli.verbose > 1 { tracing::Level::TRACE } else { tracing::Level::DEBUG };
-        tracing_subscriber::fmt().with_writer(io::stderr).with_max_level(level).with_target(false).init();
-    }
-    let result = match cli.command {
+    init_logging(cli.verbose);
+    finish(match cli.command {
         Command::Encrypt(args) => encrypt(args),
         Command::Decrypt(args) => decrypt(args),
         Command::Inspect(args) => inspect(args),
         Command::Kinesis { command } => kinesis::run(command),
-    };
+    })
+}
+
+/// `-v`: debug logs to stderr, `-vv` and more: trace.
+fn init_logging(verbose: u8) {
+    if verbose > 0 {
+        let level = if verbose > 1 { tracing::Level::TRACE } else { tracing::Level::DEBUG };
+        tracing_subscriber::fmt().with_writer(io::stderr).with_max_level(level).with_target(false).init();
+    }
+}
+
+fn finish(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
@@ -261,24 +294,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// The suites' names (Python's and Java's `Algorithm` names, those `aws-encryption-cli` takes).
+const SUITE_NAMES: [(&str, u16); 11] = [
+    ("AES_128_GCM_IV12_TAG16", 0x0014),
+    ("AES_192_GCM_IV12_TAG16", 0x0046),
+    ("AES_256_GCM_IV12_TAG16", 0x0078),
+    ("AES_128_GCM_IV12_TAG16_HKDF_SHA256", 0x0114),
+    ("AES_192_GCM_IV12_TAG16_HKDF_SHA256", 0x0146),
+    ("AES_256_GCM_IV12_TAG16_HKDF_SHA256", 0x0178),
+    ("AES_128_GCM_IV12_TAG16_HKDF_SHA256_ECDSA_P256", 0x0214),
+    ("AES_192_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384", 0x0346),
+    ("AES_256_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384", 0x0378),
+    ("AES_256_GCM_HKDF_SHA512_COMMIT_KEY", 0x0478),
+    ("AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384", 0x0578),
+];
+
 fn parse_suite(s: &str) -> Result<AlgorithmSuite, Failure> {
     let by_id = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
     if let Some(suite) = u16::from_str_radix(by_id, 16).ok().and_then(AlgorithmSuite::from_id) {
         return Ok(suite);
     }
-    let names = [
-        ("AES_128_GCM_IV12_TAG16", 0x0014),
-        ("AES_192_GCM_IV12_TAG16", 0x0046),
-        ("AES_256_GCM_IV12_TAG16", 0x0078),
-        ("AES_128_GCM_IV12_TAG16_HKDF_SHA256", 0x0114),
-        ("AES_192_GCM_IV12_TAG16_HKDF_SHA256", 0x0146),
-        ("AES_256_GCM_IV12_TAG16_HKDF_SHA256", 0x0178),
-        ("AES_128_GCM_IV12_TAG16_HKDF_SHA256_ECDSA_P256", 0x0214),
-        ("AES_192_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384", 0x0346),
-        ("AES_256_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384", 0x0378),
-        ("AES_256_GCM_HKDF_SHA512_COMMIT_KEY", 0x0478),
-        ("AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384", 0x0578),
-    ];
+    let names = SUITE_NAMES;
     let upper = s.to_ascii_uppercase().replace('-', "_");
     let upper = upper.strip_prefix("ALG_").unwrap_or(&upper);
     let upper = upper.strip_suffix("_NO_KDF").unwrap_or(upper);
@@ -304,6 +340,10 @@ fn build_client(common: &Common, suite: Option<AlgorithmSuite>, frame_length: Op
     }
     if let Some(m) = common.max_encrypted_data_keys {
         b = b.max_encrypted_data_keys(m);
+    }
+    // `--max-length` (aws-encryption-cli, decrypt): the largest frame or non-framed body.
+    if let (Some(max), None) = (common.official.as_ref().and_then(|d| d.max_length), frame_length) {
+        b = b.max_frame_length(u32::try_from(max).unwrap_or(u32::MAX)).max_non_framed_body_len(max);
     }
     if let Some(name) = &common.backend {
         b = b.backend(name.parse::<Backend>()?);
@@ -333,6 +373,23 @@ fn supplier() -> Result<&'static AwsSdkClientSupplier, Failure> {
     Ok(SUPPLIER.get_or_init(|| rt.block_on(AwsSdkClientSupplier::from_env())))
 }
 
+/// KMS clients for one `--wrapping-keys` group with its own `region=` (the Region of key ids
+/// that are not ARNs) or `profile=` (a named profile's credentials).
+fn supplier_with(region: Option<&str>, profile: Option<&str>) -> Result<AwsSdkClientSupplier, Failure> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start an async runtime to load the AWS configuration: {e}"))?;
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(r) = region {
+        loader = loader.region(aws_config::Region::new(r.to_owned()));
+    }
+    if let Some(p) = profile {
+        loader = loader.profile_name(p);
+    }
+    Ok(AwsSdkClientSupplier::from_sdk_config(rt.block_on(loader.load())))
+}
+
 fn read_key_file(path: &Path, what: &str) -> Result<Vec<u8>, Failure> {
     std::fs::read(path).map_err(|e| format!("cannot read the {what} file {}: {e}", path.display()).into())
 }
@@ -341,14 +398,26 @@ fn read_key_file(path: &Path, what: &str) -> Result<Vec<u8>, Failure> {
 fn build_keyring(common: &Common, encrypting: bool) -> Result<Arc<dyn Keyring>, Failure> {
     let backend = backend_of(common)?;
     let mut rings: Vec<Arc<dyn Keyring>> = Vec::new();
-    let mut kms_keys: Vec<String> = Vec::new();
+    // Key groups in order; those with their own Region or profile get their own clients.
+    let mut kms_keys: Vec<(Vec<String>, Option<AwsSdkClientSupplier>)> = Vec::new();
     for group in &common.wrapping_key_groups {
         match keyspec::parse_wrapping_keys(group).map_err(|e| format!("--wrapping-keys: {e}"))? {
-            WrappingKeys::Keys { keys } => kms_keys.extend(keys),
+            WrappingKeys::Keys { keys, region: None, profile: None } => match kms_keys.last_mut() {
+                Some((ks, None)) => ks.extend(keys),
+                _ => kms_keys.push((keys, None)),
+            },
+            WrappingKeys::Keys { keys, region, profile } => {
+                kms_keys.push((keys, Some(supplier_with(region.as_deref(), profile.as_deref())?)))
+            }
             WrappingKeys::Discovery { .. } if encrypting => {
                 return fail("discovery keyrings cannot encrypt", "name the KMS key with --wrapping-keys key=ARN")
             }
-            WrappingKeys::Discovery { accounts, partition, region } => {
+            WrappingKeys::Discovery { accounts, partition, region, profile } => {
+                let own = profile.as_deref().map(|p| supplier_with(None, Some(p))).transpose()?;
+                let supplier: &AwsSdkClientSupplier = match &own {
+                    Some(s) => s,
+                    None => supplier()?,
+                };
                 let filter = match partition {
                     Some(p) => Some(DiscoveryFilter::new(&p, accounts)?),
                     None => {
@@ -357,22 +426,22 @@ fn build_keyring(common: &Common, encrypting: bool) -> Result<Arc<dyn Keyring>, 
                     }
                 };
                 let ring = match region {
-                    Some(r) => mrk_discovery_multi_keyring(&[r.as_str()], filter, supplier()?, &[])?,
+                    Some(r) => mrk_discovery_multi_keyring(&[r.as_str()], filter, supplier, &[])?,
                     None => {
-                        let region = supplier()?.default_region().map(str::to_owned).ok_or_else(|| Failure {
+                        let region = supplier.default_region().map(str::to_owned).ok_or_else(|| Failure {
                             message: "discovery needs a Region".into(),
                             hint: Some("set AWS_REGION or add discovery-region=REGION".into()),
                         })?;
-                        discovery_multi_keyring(&[region.as_str()], filter, supplier()?, &[])?
+                        discovery_multi_keyring(&[region.as_str()], filter, supplier, &[])?
                     }
                 };
                 rings.push(Arc::new(ring));
             }
         }
     }
-    if !kms_keys.is_empty() {
+    for (i, (keys, own)) in kms_keys.iter().enumerate() {
         if !encrypting {
-            for k in &kms_keys {
+            for k in keys {
                 if KeyIdentifier::parse(k)?.key_arn().is_none() {
                     return fail(
                         format!("--wrapping-keys key={k}: decryption allow-lists key ARNs only"),
@@ -381,13 +450,18 @@ fn build_keyring(common: &Common, encrypting: bool) -> Result<Arc<dyn Keyring>, 
                 }
             }
         }
-        let refs: Vec<&str> = kms_keys.iter().map(String::as_str).collect();
-        let ring = if encrypting {
-            mrk_multi_keyring(Some(refs[0]), &refs[1..], supplier()?, &[])?
-        } else {
-            mrk_multi_keyring(None, &refs, supplier()?, &[])?
+        let supplier: &AwsSdkClientSupplier = match own {
+            Some(s) => s,
+            None => supplier()?,
         };
-        rings.insert(0, Arc::new(ring));
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        // The first key of the first group generates the data key; every other key wraps it.
+        let ring = if encrypting && i == 0 {
+            mrk_multi_keyring(Some(refs[0]), &refs[1..], supplier, &[])?
+        } else {
+            mrk_multi_keyring(None, &refs, supplier, &[])?
+        };
+        rings.insert(i, Arc::new(ring));
     }
     for spec in &common.raw_aes_key {
         let s = keyspec::parse_raw_aes(spec).map_err(|e| format!("--raw-aes-key: {e}"))?;
@@ -437,6 +511,9 @@ fn display(p: &Option<PathBuf>) -> String {
 }
 
 fn plan_jobs(common: &Common, default_suffix: &str) -> Result<Vec<Job>, Failure> {
+    if let Some(dialect) = &common.official {
+        return plan_official(common, dialect, default_suffix);
+    }
     let suffix = common.suffix.as_deref().unwrap_or(default_suffix);
     let out = (common.output != "-").then(|| PathBuf::from(&common.output));
     if common.input == "-" {
@@ -456,44 +533,119 @@ fn plan_jobs(common: &Common, default_suffix: &str) -> Result<Vec<Job>, Failure>
         if out_dir.exists() && !out_dir.is_dir() {
             return fail(format!("{} is not a directory", out_dir.display()), "give -o DIR");
         }
-        let mut jobs = Vec::new();
-        let mut stack = vec![input.clone()];
-        while let Some(dir) = stack.pop() {
-            // `DirEntry::file_type` does not follow symlinks: a linked directory is not entered
-            // (no loops, no escape from the tree) and a linked file is not read.
-            let mut entries: Vec<(PathBuf, std::fs::FileType)> = std::fs::read_dir(&dir)?
-                .map(|e| e.and_then(|e| Ok((e.path(), e.file_type()?))))
-                .collect::<io::Result<_>>()?;
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            for (p, kind) in entries {
-                if kind.is_symlink() {
-                    eprintln!("esdk: skipped {}: a symlink (recursive mode does not follow links)", p.display());
-                } else if kind.is_dir() {
-                    stack.push(p);
-                } else if !kind.is_file() {
-                    eprintln!("esdk: skipped {}: not a regular file", p.display());
-                } else {
-                    let rel = p.strip_prefix(&input).map_err(|e| e.to_string())?;
-                    let mut target = out_dir.join(rel).into_os_string();
-                    target.push(suffix);
-                    jobs.push(Job { input: Some(p), output: Some(target.into()) });
-                }
-            }
-        }
-        return Ok(jobs);
+        return walk(&input, &out_dir, suffix);
     }
     if !input.is_file() {
         return fail(format!("{} does not exist", input.display()), "check -i/--input");
     }
     let output = match out {
-        Some(o) if o.is_dir() => {
-            let mut name = input.file_name().unwrap_or_default().to_owned();
-            name.push(suffix);
-            Some(o.join(name))
-        }
+        Some(o) if o.is_dir() => Some(named_after(&input, &o, suffix)),
         other => other,
     };
     Ok(vec![Job { input: Some(input), output }])
+}
+
+/// `DIR/<input's file name><suffix>`.
+fn named_after(input: &Path, dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = input.file_name().unwrap_or_default().to_owned();
+    name.push(suffix);
+    dir.join(name)
+}
+
+/// The jobs of the official tool's command line: `-i` may be a glob pattern, a directory without
+/// `-r` is skipped with a warning, existing outputs are replaced, skipped or asked about.
+fn plan_official(common: &Common, dialect: &official::Dialect, default_suffix: &str) -> Result<Vec<Job>, Failure> {
+    official::check_paths(common)?;
+    let suffix = common.suffix.as_deref().unwrap_or(default_suffix);
+    let out = (common.output != "-").then(|| PathBuf::from(&common.output));
+    let out_dir = out.as_ref().filter(|o| o.is_dir());
+    let mut jobs = Vec::new();
+    if common.input == "-" {
+        jobs.push(Job { input: None, output: out.clone() });
+    } else {
+        let sources = official::expand_sources(&common.input)?;
+        if out_dir.is_none() && (sources.len() > 1 || sources.iter().any(|s| s.is_dir())) {
+            return fail(
+                format!(
+                    "{} names several inputs or a directory, and {} is not an existing directory",
+                    common.input, common.output
+                ),
+                "give -o an existing directory",
+            );
+        }
+        for source in sources {
+            if source.is_dir() {
+                if !common.recursive {
+                    dialect.warn(format_args!(
+                        "skipped {}: a directory, and -r/-R/--recursive is not set",
+                        source.display()
+                    ));
+                    continue;
+                }
+                jobs.extend(walk(&source, out_dir.map_or(Path::new("."), |d| d.as_path()), suffix)?);
+            } else {
+                let output = match out_dir {
+                    Some(d) => Some(named_after(&source, d, suffix)),
+                    None => out.clone(),
+                };
+                jobs.push(Job { input: Some(source), output });
+            }
+        }
+    }
+    let mut kept = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if let (Some(i), Some(o)) = (&job.input, &job.output) {
+            if i.canonicalize().ok().is_some_and(|i| o.canonicalize().ok() == Some(i)) {
+                dialect.warn(format_args!("skipped {}: it is its own output", i.display()));
+                continue;
+            }
+        }
+        match &job.output {
+            Some(o) if o.is_file() => match dialect.existing {
+                official::Existing::Replace => {
+                    dialect.warn(format_args!("replacing the existing output file {}", o.display()));
+                    kept.push(job);
+                }
+                official::Existing::Skip => {
+                    dialect.warn(format_args!("skipped the existing output file {} (--no-overwrite)", o.display()))
+                }
+                official::Existing::Ask if official::confirm_replace(o) => kept.push(job),
+                official::Existing::Ask => dialect.warn(format_args!("kept the existing output file {}", o.display())),
+            },
+            _ => kept.push(job),
+        }
+    }
+    Ok(kept)
+}
+
+/// Every regular file under `input`, each to the same relative path under `out_dir` plus
+/// `suffix`.
+fn walk(input: &Path, out_dir: &Path, suffix: &str) -> Result<Vec<Job>, Failure> {
+    let mut jobs = Vec::new();
+    let mut stack = vec![input.to_owned()];
+    while let Some(dir) = stack.pop() {
+        // `DirEntry::file_type` does not follow symlinks: a linked directory is not entered
+        // (no loops, no escape from the tree) and a linked file is not read.
+        let mut entries: Vec<(PathBuf, std::fs::FileType)> = std::fs::read_dir(&dir)?
+            .map(|e| e.and_then(|e| Ok((e.path(), e.file_type()?))))
+            .collect::<io::Result<_>>()?;
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (p, kind) in entries {
+            if kind.is_symlink() {
+                eprintln!("esdk: skipped {}: a symlink (recursive mode does not follow links)", p.display());
+            } else if kind.is_dir() {
+                stack.push(p);
+            } else if !kind.is_file() {
+                eprintln!("esdk: skipped {}: not a regular file", p.display());
+            } else {
+                let rel = p.strip_prefix(input).map_err(|e| e.to_string())?;
+                let mut target = out_dir.join(rel).into_os_string();
+                target.push(suffix);
+                jobs.push(Job { input: Some(p), output: Some(target.into()) });
+            }
+        }
+    }
+    Ok(jobs)
 }
 
 /// Opens the input, with a progress bar on an interactive stderr.
@@ -661,10 +813,12 @@ impl Partial {
     }
 }
 
-/// Where one job's output goes: standard output, or a [`Partial`] file.
+/// Where one job's output goes: standard output, or a [`Partial`] file; metadata lines may also
+/// be appended to an existing file (`aws-encryption-cli`'s `--metadata-output`).
 enum Sink {
     Stdout(BufWriter<io::StdoutLock<'static>>),
     File(Partial),
+    Appended(File),
 }
 
 impl Write for Sink {
@@ -672,6 +826,7 @@ impl Write for Sink {
         match self {
             Self::Stdout(w) => w.write(buf),
             Self::File(p) => p.file.write(buf),
+            Self::Appended(f) => f.write(buf),
         }
     }
 
@@ -679,6 +834,7 @@ impl Write for Sink {
         match self {
             Self::Stdout(w) => w.flush(),
             Self::File(p) => p.file.flush(),
+            Self::Appended(f) => f.flush(),
         }
     }
 }
@@ -701,6 +857,7 @@ impl Output {
         match self.writer {
             Sink::Stdout(mut w) => Ok(w.flush()?),
             Sink::File(partial) => partial.commit(),
+            Sink::Appended(mut f) => Ok(f.flush()?),
         }
     }
 }
@@ -708,29 +865,67 @@ impl Output {
 /// Where `--metadata-output` lines go. A metadata file is a [`Partial`] too: renamed into place
 /// when the run ends (also after a failed job, so it records what was done), removed if the run
 /// is interrupted.
-struct Metadata(Option<Sink>);
+///
+/// On `aws-encryption-cli` command lines the file is appended to, as the official tool does
+/// (created 0600 if missing, a symlink refused), unless `--overwrite-metadata`; the lines are
+/// formatted as Python's `json.dumps` writes them.
+struct Metadata {
+    sink: Option<Sink>,
+    python: bool,
+}
 
 impl Metadata {
-    fn open(spec: &Option<String>, overwrite: bool) -> Result<Self, Failure> {
-        Ok(Self(match spec.as_deref() {
+    fn open(common: &Common) -> Result<Self, Failure> {
+        let path = match common.metadata_output.as_deref() {
             None => None,
             Some("-") => Some(Sink::Stdout(BufWriter::new(io::stdout().lock()))),
-            Some(path) => Some(Sink::File(Partial::create(Path::new(path), overwrite)?)),
-        }))
+            Some(path) => Some(match &common.official {
+                Some(d) if !d.overwrite_metadata => Sink::Appended(open_append(Path::new(path))?),
+                Some(_) => Sink::File(Partial::create(Path::new(path), true)?),
+                None => Sink::File(Partial::create(Path::new(path), common.overwrite)?),
+            }),
+        };
+        Ok(Self { sink: path, python: common.official.is_some() })
     }
 
     fn line(&mut self, v: Value) -> Result<(), Failure> {
-        if let Some(w) = &mut self.0 {
-            writeln!(w, "{v}")?;
+        if let Some(w) = &mut self.sink {
+            if self.python {
+                writeln!(w, "{}", official::python_json(&v))?;
+            } else {
+                writeln!(w, "{v}")?;
+            }
             w.flush()?;
         }
         Ok(())
     }
 }
 
+/// Opens `path` for appending: created with mode 0600 if missing, never through a symlink.
+fn open_append(path: &Path) -> Result<File, Failure> {
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    options.open(path).map_err(|e| {
+        let why = if path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+            "it is a symlink, which is not followed".to_owned()
+        } else {
+            e.to_string()
+        };
+        Failure {
+            message: format!("cannot open the metadata output {} for appending: {why}", path.display()),
+            hint: Some("give a regular file (or a new name) to --metadata-output".into()),
+        }
+    })
+}
+
 impl Drop for Metadata {
     fn drop(&mut self) {
-        if let Some(Sink::File(partial)) = self.0.take() {
+        if let Some(Sink::File(partial)) = self.sink.take() {
             if let Err(f) = partial.commit() {
                 eprintln!("esdk: error: metadata output: {}", f.message);
             }
@@ -785,7 +980,8 @@ fn check_stdout_conflict(common: &Common) -> Result<(), Failure> {
 fn encrypt(args: EncryptArgs) -> Result<(), Failure> {
     let common = &args.common;
     check_stdout_conflict(common)?;
-    if common.decode {
+    // aws-encryption-cli base64-decodes the input of encrypt too; esdk's own subcommand refuses.
+    if common.decode && common.official.is_none() {
         return fail("--decode applies to decrypt and inspect", "remove --decode");
     }
     let suite = args.algorithm.as_deref().map(parse_suite).transpose()?;
@@ -793,9 +989,9 @@ fn encrypt(args: EncryptArgs) -> Result<(), Failure> {
     let ec = keyspec::parse_context(&common.encryption_context).map_err(|e| format!("-c: {e}"))?;
     let cmm = build_cmm(common, true)?;
     let jobs = plan_jobs(common, ".encrypted")?;
-    let mut metadata = Metadata::open(&common.metadata_output, common.overwrite)?;
+    let mut metadata = Metadata::open(common)?;
     for job in &jobs {
-        let (mut input, bar) = open_input(job, false)?;
+        let (mut input, bar) = open_input(job, common.decode)?;
         let mut out = Output::create(&job.output, common.overwrite)?;
         let header = {
             let sink: Box<dyn Write> = if common.encode {
@@ -819,7 +1015,15 @@ fn encrypt(args: EncryptArgs) -> Result<(), Failure> {
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        metadata.line(json!({"mode": "encrypt", "input": display(&job.input), "output": display(&job.output), "header": header_json(&header)}))?;
+        metadata.line(match &common.official {
+            Some(_) => json!({
+                "header": official::header_json(&header),
+                "input": official::path_json(&job.input, "<stdin>"),
+                "mode": "encrypt",
+                "output": official::path_json(&job.output, "<stdout>"),
+            }),
+            None => json!({"mode": "encrypt", "input": display(&job.input), "output": display(&job.output), "header": header_json(&header)}),
+        })?;
     }
     Ok(())
 }
@@ -834,16 +1038,22 @@ fn decrypt(args: DecryptArgs) -> Result<(), Failure> {
     let common = &args.common;
     check_stdout_conflict(common)?;
     let client = build_client(common, None, None)?;
-    let required = keyspec::parse_context(&common.encryption_context).map_err(|e| format!("-c: {e}"))?;
-    let required = (!required.is_empty()).then_some(required);
+    let pairs = keyspec::parse_context(&common.encryption_context).map_err(|e| format!("-c: {e}"))?;
+    // aws-encryption-cli checks the pairs (and bare keys) against the header's context itself;
+    // esdk's own subcommand hands them to the library as required (or reproduced) pairs.
+    let (required, checked) = match common.official {
+        Some(_) => (None, pairs),
+        None => ((!pairs.is_empty()).then_some(pairs), EncryptionContext::new()),
+    };
     let cmm = build_cmm(common, false)?;
     let jobs = plan_jobs(common, ".decrypted")?;
-    let mut metadata = Metadata::open(&common.metadata_output, common.overwrite)?;
+    let mut metadata = Metadata::open(common)?;
     let mode = if args.decrypt_unsigned { SignedMessages::Refuse } else { SignedMessages::VerifyBeforeRelease };
     let mut failures = 0usize;
     for job in &jobs {
-        match decrypt_one(&client, &*cmm, job, required.as_ref(), mode, &args) {
-            Ok(line) => metadata.line(line)?,
+        let want = Wanted { required: required.as_ref(), checked: &checked };
+        match decrypt_one(&client, &*cmm, job, want, mode, &args, &mut metadata) {
+            Ok(()) => {}
             Err(f) if jobs.len() == 1 => return Err(f),
             Err(f) => {
                 failures += 1;
@@ -862,15 +1072,74 @@ fn decrypt(args: DecryptArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// What a decrypt requires of a message's encryption context.
+struct Wanted<'a> {
+    /// Pairs the library checks (and supplies, for pairs a required-context CMM kept out of the
+    /// message): `esdk decrypt -c`.
+    required: Option<&'a EncryptionContext>,
+    /// Pairs the header must carry, checked here: `aws-encryption-cli -d -c` (its bare keys are in
+    /// the dialect).
+    checked: &'a EncryptionContext,
+}
+
+/// Keys and pairs an `aws-encryption-cli` decrypt asked for that a header's context lacks.
+type Missing = (Vec<String>, Vec<(String, String)>);
+
+/// The pairs and keys of an `aws-encryption-cli` decrypt that the header's context lacks: `None`
+/// when nothing is missing, else the metadata record's fields saying what is.
+fn missing_context(common: &Common, want: &Wanted, header: &MessageHeader) -> Option<Missing> {
+    let dialect = common.official.as_ref()?;
+    let ec = header.encryption_context();
+    let keys: Vec<String> = dialect.required_keys.iter().filter(|k| ec.get(k).is_none()).cloned().collect();
+    let pairs: Vec<(String, String)> =
+        want.checked.iter().filter(|(k, v)| ec.get(k) != Some(*v)).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    (!keys.is_empty() || !pairs.is_empty()).then_some((keys, pairs))
+}
+
+/// Refuses the message (after recording why in the metadata, as the official tool does) if the
+/// header's context lacks what `aws-encryption-cli -c` asked for.
+fn check_context(
+    common: &Common,
+    want: &Wanted,
+    header: &MessageHeader,
+    job: &Job,
+    metadata: &mut Metadata,
+) -> Result<(), Failure> {
+    let Some((keys, pairs)) = missing_context(common, want, header) else { return Ok(()) };
+    metadata.line(json!({
+        "header": official::header_json(header),
+        "header_auth": official::header_auth_json(header),
+        "input": official::path_json(&job.input, "<stdin>"),
+        "missing_encryption_context_keys": keys,
+        "missing_encryption_context_pairs": pairs,
+        "mode": common.official.as_ref().map_or("decrypt", |d| d.mode),
+        "output": official::path_json(&job.output, "<stdout>"),
+        "reason": "Missing encryption context key or value",
+        "skipped": true,
+    }))?;
+    let mut missing: Vec<String> = keys.iter().map(|k| format!("key {k:?}")).collect();
+    missing.extend(pairs.iter().map(|(k, v)| format!("{k:?}={v:?}")));
+    Err(Failure {
+        message: format!(
+            "{}: the message's encryption context lacks {}; nothing was written",
+            display(&job.input),
+            missing.join(", ")
+        ),
+        hint: Some("check the -c/--encryption-context pairs (aws-encryption-cli exits 0 here; esdk does not)".into()),
+    })
+}
+
 fn decrypt_one(
     client: &Client,
     cmm: &dyn MaterialsManager,
     job: &Job,
-    required: Option<&EncryptionContext>,
+    want: Wanted,
     mode: SignedMessages,
     args: &DecryptArgs,
-) -> Result<Value, Failure> {
+    metadata: &mut Metadata,
+) -> Result<(), Failure> {
     let common = &args.common;
+    let required = want.required;
     let (input, bar) = open_input(job, common.decode)?;
     let mut out = Output::create(&job.output, common.overwrite)?;
     let (header, ec, unwrapped) = if args.buffer {
@@ -882,10 +1151,12 @@ fn decrypt_one(
         } else {
             client.decrypt_blocking(cmm, &message, required)
         }?;
+        check_context(common, &want, &d.header, job, metadata)?;
         write_maybe_encoded(&mut out.writer, &d.plaintext, common.encode)?;
         (d.header, d.encryption_context, d.unwrapped_edk)
     } else {
         let mut reader = client.decrypting_reader_blocking(cmm, input, required, mode)?;
+        check_context(common, &want, reader.header(), job, metadata)?;
         {
             let mut sink: Box<dyn Write> = if common.encode {
                 Box::new(base64::write::EncoderWriter::new(&mut out.writer, &base64::engine::general_purpose::STANDARD))
@@ -905,14 +1176,23 @@ fn decrypt_one(
         .and_then(|i| header.encrypted_data_keys().get(i))
         .map(|e| json!({"provider_id": e.provider_id, "provider_info": e.provider_info_lossy()}));
     let ec: serde_json::Map<String, Value> = ec.iter().map(|(k, v)| (k.to_owned(), json!(v))).collect();
-    Ok(json!({
-        "mode": "decrypt",
-        "input": display(&job.input),
-        "output": display(&job.output),
-        "header": header_json(&header),
-        "encryption_context": ec,
-        "decrypted_with": key,
-    }))
+    metadata.line(match &common.official {
+        Some(d) => json!({
+            "header": official::header_json(&header),
+            "header_auth": official::header_auth_json(&header),
+            "input": official::path_json(&job.input, "<stdin>"),
+            "mode": d.mode,
+            "output": official::path_json(&job.output, "<stdout>"),
+        }),
+        None => json!({
+            "mode": "decrypt",
+            "input": display(&job.input),
+            "output": display(&job.output),
+            "header": header_json(&header),
+            "encryption_context": ec,
+            "decrypted_with": key,
+        }),
+    })
 }
 
 fn write_maybe_encoded(w: &mut dyn Write, data: &[u8], encode: bool) -> io::Result<()> {

@@ -16,19 +16,8 @@ fn esdk(dir: &Path, args: &[&str]) -> Output {
 }
 
 fn esdk_stdin(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    use std::io::Write;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_esdk"));
-    cmd.current_dir(dir).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("run esdk");
-    // Feed stdin from another thread so a full stdout pipe cannot deadlock the test.
-    let mut pipe = child.stdin.take().unwrap();
-    let data = stdin.map(<[u8]>::to_vec).unwrap_or_default();
-    let feeder = std::thread::spawn(move || {
-        let _ = pipe.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap();
-    out
+    esdk_testkit::output_with_stdin(cmd.current_dir(dir).args(args), stdin.unwrap_or_default())
 }
 
 fn ok(out: &Output) -> String {
@@ -288,9 +277,9 @@ fn directories_recursive_with_suffix() {
     std::fs::write(s.path().join("in/sub/b.txt"), b"beta").unwrap();
     let e = err(&esdk(s.path(), &["encrypt", "-i", "in", "-o", "enc", "--raw-aes-key", AES]));
     assert!(e.contains("--recursive"), "{e}");
-    ok(&esdk(s.path(), &["encrypt", "-r", "-i", "in", "-o", "enc", "--raw-aes-key", AES, "-S", ".esdk"]));
+    ok(&esdk(s.path(), &["encrypt", "-r", "-i", "in", "-o", "enc", "--raw-aes-key", AES, "--suffix", ".esdk", "-S"]));
     assert!(s.exists("enc/a.txt.esdk") && s.exists("enc/sub/b.txt.esdk"));
-    ok(&esdk(s.path(), &["decrypt", "-r", "-i", "enc", "-o", "dec", "--raw-aes-key", AES, "-S", ".plain"]));
+    ok(&esdk(s.path(), &["decrypt", "-r", "-i", "enc", "-o", "dec", "--raw-aes-key", AES, "--suffix", ".plain"]));
     assert_eq!(s.read("dec/a.txt.esdk.plain"), b"alpha");
     assert_eq!(s.read("dec/sub/b.txt.esdk.plain"), b"beta");
 }

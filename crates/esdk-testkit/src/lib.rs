@@ -52,6 +52,22 @@ pub fn interop_python() -> PathBuf {
     missing("the official Python ESDK is not installed (run scripts/test, or set ESDK_INTEROP_PYTHON)")
 }
 
+/// Runs `cmd` with `stdin` fed from another thread (so a full stdout pipe cannot deadlock the
+/// caller), capturing stdout and stderr.
+pub fn output_with_stdin(cmd: &mut std::process::Command, stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut pipe = child.stdin.take().expect("stdin is piped");
+    let data = stdin.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = pipe.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("wait for the child");
+    let _ = feeder.join();
+    out
+}
+
 /// Runs `interop/esdk_python.py` with `args`; panics with its output when it fails.
 pub fn run_python(python: &Path, args: &[&str]) -> String {
     let script = repo_root().join("interop/esdk_python.py");
