@@ -62,13 +62,7 @@ impl Read for NeverEnding {
 }
 
 fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    esdk_testkit::proc_status_kib("self", "VmHWM").expect("peak RSS from /proc/self/status (Linux only)")
 }
 
 fn source(client: &Client, cmm: &DefaultCmm) -> NeverEnding {
@@ -78,6 +72,7 @@ fn source(client: &Client, cmm: &DefaultCmm) -> NeverEnding {
 }
 
 #[test]
+#[cfg_attr(not(target_os = "linux"), ignore = "peak RSS is read from /proc/self/status: Linux only")]
 fn a_gigabyte_of_frames_without_a_final_frame_is_truncated_in_bounded_memory() {
     let cmm = DefaultCmm::new(RawAesKeyring::new("ns", "k", &[3u8; 32]).unwrap());
 

@@ -45,12 +45,7 @@ fn event(region: &str, stream: &str, records: &[SourceRecord]) -> String {
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    esdk_testkit::proc_status_kib(&pid.to_string(), "VmHWM").unwrap_or(0)
 }
 
 /// CPU time a process has used so far, summed over its threads, in nanoseconds (the first field

@@ -52,6 +52,17 @@ pub fn interop_python() -> PathBuf {
     missing("the official Python ESDK is not installed (run scripts/test, or set ESDK_INTEROP_PYTHON)")
 }
 
+/// A memory figure of a process from `/proc/<pid>/status`, in KiB: `field` is `VmRSS` (now) or
+/// `VmHWM` (peak); `pid` may be `self`. `None` where there is no `/proc` (not Linux) or the
+/// process has exited, so callers say that nothing was measured instead of passing on 0.
+pub fn proc_status_kib(pid: &str, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// Runs `cmd` with `stdin` fed from another thread (so a full stdout pipe cannot deadlock the
 /// caller), capturing stdout and stderr.
 pub fn output_with_stdin(cmd: &mut std::process::Command, stdin: &[u8]) -> std::process::Output {
