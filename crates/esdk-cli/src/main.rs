@@ -159,9 +159,9 @@ struct DecryptArgs {
     /// Refuse signed messages right after reading their header.
     #[arg(long = "decrypt-unsigned")]
     decrypt_unsigned: bool,
-    /// Read each message whole and decrypt it in memory (no size limit for signed messages;
-    /// without it, signed messages over 64 MiB are refused because their plaintext would be
-    /// held back until the signature verifies).
+    /// Read each message whole and decrypt it in memory. Without it, a file output holds the
+    /// plaintext of a signed message in its private temporary file until the signature verifies
+    /// (any size), and standard output holds up to 64 MiB in memory.
     #[arg(long)]
     buffer: bool,
 }
@@ -231,9 +231,12 @@ fn hint_for(e: &Error) -> Option<String> {
             Some("for messages written by older SDKs use --commitment-policy require-encrypt-allow-decrypt".into())
         }
         Error::SignedNotAllowed(_) => Some("drop --decrypt-unsigned to accept signed messages".into()),
-        Error::LimitExceeded { what, .. } if what.contains("signature") => {
-            Some("decrypt large signed messages with --buffer".into())
-        }
+        Error::LimitExceeded { what, .. } if what.contains("signature") => Some(
+            "standard output cannot take back unverified plaintext: decrypt to a file with -o FILE (it is \
+                 held in a private temporary file until the signature verifies), or hold the message in memory \
+                 with --buffer"
+                .into(),
+        ),
         Error::EncryptionContextMismatch(_) => Some("check the -c/--encryption-context pairs".into()),
         _ => None,
     }
@@ -1155,6 +1158,14 @@ fn decrypt_one(
         write_maybe_encoded(&mut out.writer, &d.plaintext, common.encode)?;
         (d.header, d.encryption_context, d.unwrapped_edk)
     } else {
+        // A file output is a private temporary file renamed into place only after the whole
+        // message (signature included) verified: it can hold the plaintext of authenticated
+        // frames before the signature is checked, at any size, in bounded memory. A failure
+        // removes it. Standard output keeps the bounded hold (its bytes cannot be taken back).
+        let mode = match (mode, &job.output) {
+            (SignedMessages::VerifyBeforeRelease, Some(_)) => SignedMessages::DangerReleaseFramesBeforeSignature,
+            (mode, _) => mode,
+        };
         let mut reader = client.decrypting_reader_blocking(cmm, input, required, mode)?;
         check_context(common, &want, reader.header(), job, metadata)?;
         {
