@@ -61,12 +61,13 @@ fn huge_frame_length_without_data_is_truncated() {
     let (header, len) = MessageHeader::parse(&m, &HeaderLimits::default()).unwrap();
     assert_eq!(header.frame_length(), 4096);
     // Frame length sits right before the 32-byte commitment in a v2 header; a 4 GiB frame length
-    // is refused by the frame-length limit (or header authentication), never allocated.
+    // is refused by the frame-length limit while the header is parsed, before any key is used
+    // (so before header authentication could run), and never allocated.
     let mut t = m.clone();
     let at = len - 16 - 32 - 4;
     t[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
     let k = kind(&Client::new(), &t);
-    assert!(matches!(k, ErrorKind::LimitExceeded | ErrorKind::HeaderAuthentication), "{k:?}");
+    assert_eq!(k, ErrorKind::LimitExceeded);
 }
 
 #[test]
@@ -75,7 +76,9 @@ fn truncation_anywhere_is_an_error() {
     let client = Client::new();
     for cut in (0..m.len()).step_by(97).chain([m.len() - 1]) {
         let k = kind(&client, &m[..cut]);
-        assert!(matches!(k, ErrorKind::Truncated | ErrorKind::Signature), "cut at {cut}: {k:?}");
+        // A cut inside the footer leaves its length field promising bytes that never come: still
+        // truncation, not a bad signature.
+        assert_eq!(k, ErrorKind::Truncated, "cut at {cut}");
     }
 }
 
