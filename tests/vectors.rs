@@ -26,6 +26,10 @@ fn run_modes(modes: &[runner::Mode]) {
     println!("{report}");
     let failed: usize = summaries.values().map(|s| s.failed).sum();
     assert_eq!(failed, 0, "{report}");
+    // Every negative is refused at the stage its damage reaches first, or earlier; a later
+    // refusal means a check let the damage through.
+    let later: usize = summaries.values().map(|s| s.later_than_hinted.len()).sum();
+    assert_eq!(later, 0, "{report}");
 }
 
 #[test]
