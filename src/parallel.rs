@@ -230,6 +230,10 @@ mod pool {
             let _done = Finished(&finished);
             let Some(item) = slots[i].lock().unwrap_or_else(|p| p.into_inner()).take() else { continue };
             let r = work(item);
+            if !from_front {
+                // Lets tests (and `-vv` logs) see that helpers did part of the work.
+                tracing::trace!(target: "esdk::parallel", run = i, of = n, "frames run on a helper thread");
+            }
             *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
         };
         let helpers = helpers.min(n - 1);

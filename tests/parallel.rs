@@ -2,6 +2,7 @@
 //! paths, on plaintext and on the first error.
 
 use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use esdk::{
     AlgorithmSuite, Client, CommitmentPolicy, DefaultCmm, EncryptionContext, Error, ErrorKind, RawAesKeyring,
@@ -28,6 +29,39 @@ fn streamed(client: &Client, message: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
+/// Counts the `esdk::parallel` events emitted on the frame pool's threads (`esdk-frames-N`): the
+/// proof that helper threads did part of a message.
+struct HelperRuns(AtomicUsize);
+
+static HELPER_RUNS: HelperRuns = HelperRuns(AtomicUsize::new(0));
+
+impl tracing::Subscriber for &'static HelperRuns {
+    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
+        meta.target() == "esdk::parallel"
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {
+        if std::thread::current().name().is_some_and(|n| n.starts_with("esdk-frames-")) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// The tests of this file run one at a time: the helper count is process-wide.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn helper_runs() -> usize {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| tracing::subscriber::set_global_default(&HELPER_RUNS).expect("the first subscriber"));
+    HELPER_RUNS.0.load(Ordering::Relaxed)
+}
+
 fn sequence(e: &Error) -> Option<u32> {
     match e {
         Error::BodyAuthentication { sequence, .. } => Some(*sequence),
@@ -35,8 +69,34 @@ fn sequence(e: &Error) -> Option<u32> {
     }
 }
 
+/// Helper threads really take frames of a large message (the parallel path is not the calling
+/// thread alone under another name); `frame_threads(1)` never uses them.
+#[test]
+fn helper_threads_run_frames_of_large_messages() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(cores >= 2, "this test needs at least 2 cores to see a helper thread (found {cores})");
+    let plaintext = vec![0x11u8; 4 << 20];
+    let suite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
+    let before = helper_runs();
+    let one = client(suite, 4096, 1);
+    let message = one.encrypt_blocking(&cmm(), &plaintext, &EncryptionContext::new()).unwrap();
+    assert_eq!(one.decrypt_blocking(&cmm(), &message, None).unwrap().plaintext.len(), plaintext.len());
+    assert_eq!(helper_runs(), before, "frame_threads(1) used a helper");
+    // Helpers are lent only for cores no other caller used in the last milliseconds (other test
+    // binaries may run beside this one), so a few messages may go alone; within 100 some must be
+    // shared.
+    let many = client(suite, 4096, 0);
+    let shared = (0..100).find(|_| {
+        assert_eq!(many.decrypt_blocking(&cmm(), &message, None).unwrap().plaintext.len(), plaintext.len());
+        helper_runs() > before
+    });
+    assert!(shared.is_some(), "no helper thread ran a frame in 100 decryptions of 4 MiB");
+}
+
 #[test]
 fn parallel_and_sequential_paths_agree() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let suites = [
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKey,
         AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
