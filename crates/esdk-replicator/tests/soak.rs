@@ -206,10 +206,17 @@ async fn soak() {
         );
     }
 
+    for r in &reports {
+        assert_eq!((r.delivered, r.lost, r.duplicated, r.out_of_order), (n, 0, 0, 0), "{r:?}");
+    }
+    // Memory is read from /proc: on other systems the soak says so instead of passing on zeros.
+    if !cfg!(target_os = "linux") {
+        println!("soak: memory NOT measured (RSS is read from /proc, Linux only); records checked");
+        return;
+    }
     assert!(replicator_peak > 0 && !samples.is_empty(), "the replicator's RSS was not read from /proc");
     for r in &reports {
         assert!(r.peak_rss_kib > 0 && r.rss_kib_at.iter().all(|s| s.1 > 0), "RSS not read from /proc: {r:?}");
-        assert_eq!((r.delivered, r.lost, r.duplicated, r.out_of_order), (n, 0, 0, 0), "{r:?}");
         assert!(r.peak_rss_kib <= RSS_LIMIT_KIB, "consumer in {}: peak RSS {} KiB", r.region, r.peak_rss_kib);
         flat(&format!("consumer in {}", r.region), &r.rss_kib_at.iter().map(|s| s.1).collect::<Vec<_>>());
     }
