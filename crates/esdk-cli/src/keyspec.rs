@@ -21,6 +21,8 @@ pub enum WrappingKeys {
         region: Option<String>,
         /// `profile=`: the named AWS profile whose credentials call KMS.
         profile: Option<String>,
+        /// `grant_tokens=`: KMS grant tokens sent with every call (repeatable).
+        grant_tokens: Vec<String>,
     },
     /// `discovery=true discovery-account=ID… discovery-partition=P [discovery-region=R]`.
     Discovery {
@@ -32,14 +34,16 @@ pub enum WrappingKeys {
         region: Option<String>,
         /// `profile=`: the named AWS profile whose credentials call KMS.
         profile: Option<String>,
+        /// `grant_tokens=`: KMS grant tokens sent with every call (repeatable).
+        grant_tokens: Vec<String>,
     },
 }
 
 /// The provider names `aws-encryption-cli` accepts for AWS KMS (`provider=` may be left out).
-const KMS_PROVIDERS: [&str; 2] = ["aws-kms", "aws-encryption-sdk-cli::aws-kms"];
+pub const KMS_PROVIDERS: [&str; 2] = ["aws-kms", "aws-encryption-sdk-cli::aws-kms"];
 
 /// `discovery=` values, read as `aws-encryption-cli` reads them.
-fn pseudo_bool(v: &str) -> Option<bool> {
+pub fn pseudo_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "t" | "1" | "yes" | "y" => Some(true),
         "false" | "f" | "0" | "no" | "n" => Some(false),
@@ -80,11 +84,11 @@ fn split_attr<'a>(attr: &'a str, syntax: &str) -> Result<(&'a str, &'a str), Str
 
 /// Parses one `--wrapping-keys` group, with the rules of `aws-encryption-cli` 4.x.
 pub fn parse_wrapping_keys(attrs: &[String]) -> Result<WrappingKeys, String> {
-    const SYNTAX: &str = "expected key=ARN… [region=R] [profile=P], or discovery=true \
+    const SYNTAX: &str = "expected key=ARN… [region=R] [profile=P] [grant_tokens=T], or discovery=true \
                           discovery-account=ID… discovery-partition=aws";
     let mut keys = Vec::new();
     let (mut discovery, mut partition, mut region, mut profile, mut provider) = (None, None, None, None, None);
-    let mut accounts = Vec::new();
+    let (mut accounts, mut grant_tokens) = (Vec::new(), Vec::new());
     let once = |slot: &mut Option<String>, k: &str, v: &str| match slot.replace(v.to_owned()) {
         Some(_) => Err(format!("{k}= given twice in one --wrapping-keys group")),
         None => Ok(()),
@@ -92,6 +96,8 @@ pub fn parse_wrapping_keys(attrs: &[String]) -> Result<WrappingKeys, String> {
     for attr in attrs {
         let (k, v) = split_attr(attr, SYNTAX)?;
         match k {
+            // A key named twice in a group wraps once (as a master key provider adds a key once).
+            "key" if keys.iter().any(|k| k == v) => {}
             "key" => keys.push(v.to_owned()),
             "discovery" => {
                 let d = pseudo_bool(v).ok_or_else(|| format!("discovery={v}: expected true or false"))?;
@@ -100,6 +106,7 @@ pub fn parse_wrapping_keys(attrs: &[String]) -> Result<WrappingKeys, String> {
                 }
             }
             "discovery-account" => accounts.push(v.to_owned()),
+            "grant_tokens" => grant_tokens.push(v.to_owned()),
             "discovery-partition" => once(&mut partition, k, v)?,
             "discovery-region" | "region" => once(&mut region, k, v)?,
             "profile" => once(&mut profile, k, v)?,
@@ -121,7 +128,7 @@ pub fn parse_wrapping_keys(attrs: &[String]) -> Result<WrappingKeys, String> {
             if accounts.is_empty() != partition.is_none() {
                 return Err("a discovery filter needs both discovery-account=… and discovery-partition=…".into());
             }
-            Ok(WrappingKeys::Discovery { accounts, partition, region, profile })
+            Ok(WrappingKeys::Discovery { accounts, partition, region, profile, grant_tokens })
         }
         _ => {
             if !accounts.is_empty() || partition.is_some() {
@@ -133,7 +140,7 @@ pub fn parse_wrapping_keys(attrs: &[String]) -> Result<WrappingKeys, String> {
                     _ => format!("no key=… given ({SYNTAX})"),
                 });
             }
-            Ok(WrappingKeys::Keys { keys, region, profile })
+            Ok(WrappingKeys::Keys { keys, region, profile, grant_tokens })
         }
     }
 }
@@ -256,24 +263,36 @@ mod tests {
     fn wrapping_keys() {
         assert_eq!(
             parse_wrapping_keys(&s(&["key=arn:a", "key=arn:b"])).unwrap(),
-            WrappingKeys::Keys { keys: s(&["arn:a", "arn:b"]), region: None, profile: None }
+            WrappingKeys::Keys { keys: s(&["arn:a", "arn:b"]), region: None, profile: None, grant_tokens: vec![] }
         );
         // aws-encryption-cli's spellings: the plugin's provider name, pseudo-booleans, a Region
-        // and a profile for the key's client.
+        // and a profile for the key's client, grant tokens.
         assert_eq!(
             parse_wrapping_keys(&s(&[
                 "provider=aws-encryption-sdk-cli::aws-kms",
                 "key=alias/a",
                 "region=eu-west-1",
-                "profile=p"
+                "profile=p",
+                "grant_tokens=g",
             ]))
             .unwrap(),
-            WrappingKeys::Keys { keys: s(&["alias/a"]), region: Some("eu-west-1".into()), profile: Some("p".into()) }
+            WrappingKeys::Keys {
+                keys: s(&["alias/a"]),
+                region: Some("eu-west-1".into()),
+                profile: Some("p".into()),
+                grant_tokens: s(&["g"])
+            }
         );
         assert!(matches!(parse_wrapping_keys(&s(&["discovery=Yes"])).unwrap(), WrappingKeys::Discovery { .. }));
         assert_eq!(
             parse_wrapping_keys(&s(&["discovery=true", "discovery-account=1", "discovery-partition=aws"])).unwrap(),
-            WrappingKeys::Discovery { accounts: s(&["1"]), partition: Some("aws".into()), region: None, profile: None }
+            WrappingKeys::Discovery {
+                accounts: s(&["1"]),
+                partition: Some("aws".into()),
+                region: None,
+                profile: None,
+                grant_tokens: vec![]
+            }
         );
         for bad in [
             &["key="][..],

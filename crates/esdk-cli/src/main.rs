@@ -402,20 +402,20 @@ fn build_keyring(common: &Common, encrypting: bool) -> Result<Arc<dyn Keyring>, 
     let backend = backend_of(common)?;
     let mut rings: Vec<Arc<dyn Keyring>> = Vec::new();
     // Key groups in order; those with their own Region or profile get their own clients.
-    let mut kms_keys: Vec<(Vec<String>, Option<AwsSdkClientSupplier>)> = Vec::new();
+    let mut kms_keys: Vec<(Vec<String>, Option<AwsSdkClientSupplier>, Vec<String>)> = Vec::new();
     for group in &common.wrapping_key_groups {
         match keyspec::parse_wrapping_keys(group).map_err(|e| format!("--wrapping-keys: {e}"))? {
-            WrappingKeys::Keys { keys, region: None, profile: None } => match kms_keys.last_mut() {
-                Some((ks, None)) => ks.extend(keys),
-                _ => kms_keys.push((keys, None)),
+            WrappingKeys::Keys { keys, region: None, profile: None, grant_tokens } => match kms_keys.last_mut() {
+                Some((ks, None, tokens)) if *tokens == grant_tokens => ks.extend(keys),
+                _ => kms_keys.push((keys, None, grant_tokens)),
             },
-            WrappingKeys::Keys { keys, region, profile } => {
-                kms_keys.push((keys, Some(supplier_with(region.as_deref(), profile.as_deref())?)))
+            WrappingKeys::Keys { keys, region, profile, grant_tokens } => {
+                kms_keys.push((keys, Some(supplier_with(region.as_deref(), profile.as_deref())?), grant_tokens))
             }
             WrappingKeys::Discovery { .. } if encrypting => {
                 return fail("discovery keyrings cannot encrypt", "name the KMS key with --wrapping-keys key=ARN")
             }
-            WrappingKeys::Discovery { accounts, partition, region, profile } => {
+            WrappingKeys::Discovery { accounts, partition, region, profile, grant_tokens } => {
                 let own = profile.as_deref().map(|p| supplier_with(None, Some(p))).transpose()?;
                 let supplier: &AwsSdkClientSupplier = match &own {
                     Some(s) => s,
@@ -424,25 +424,27 @@ fn build_keyring(common: &Common, encrypting: bool) -> Result<Arc<dyn Keyring>, 
                 let filter = match partition {
                     Some(p) => Some(DiscoveryFilter::new(&p, accounts)?),
                     None => {
-                        eprintln!("esdk: warning: discovery without discovery-account/discovery-partition decrypts with any KMS key the credentials can use");
+                        if !common.official.as_ref().is_some_and(|d| d.quiet) {
+                            eprintln!("esdk: warning: discovery without discovery-account/discovery-partition decrypts with any KMS key the credentials can use");
+                        }
                         None
                     }
                 };
                 let ring = match region {
-                    Some(r) => mrk_discovery_multi_keyring(&[r.as_str()], filter, supplier, &[])?,
+                    Some(r) => mrk_discovery_multi_keyring(&[r.as_str()], filter, supplier, &grant_tokens)?,
                     None => {
                         let region = supplier.default_region().map(str::to_owned).ok_or_else(|| Failure {
                             message: "discovery needs a Region".into(),
                             hint: Some("set AWS_REGION or add discovery-region=REGION".into()),
                         })?;
-                        discovery_multi_keyring(&[region.as_str()], filter, supplier, &[])?
+                        discovery_multi_keyring(&[region.as_str()], filter, supplier, &grant_tokens)?
                     }
                 };
                 rings.push(Arc::new(ring));
             }
         }
     }
-    for (i, (keys, own)) in kms_keys.iter().enumerate() {
+    for (i, (keys, own, grant_tokens)) in kms_keys.iter().enumerate() {
         if !encrypting {
             for k in keys {
                 if KeyIdentifier::parse(k)?.key_arn().is_none() {
@@ -460,9 +462,9 @@ fn build_keyring(common: &Common, encrypting: bool) -> Result<Arc<dyn Keyring>, 
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         // The first key of the first group generates the data key; every other key wraps it.
         let ring = if encrypting && i == 0 {
-            mrk_multi_keyring(Some(refs[0]), &refs[1..], supplier, &[])?
+            mrk_multi_keyring(Some(refs[0]), &refs[1..], supplier, grant_tokens)?
         } else {
-            mrk_multi_keyring(None, &refs, supplier, &[])?
+            mrk_multi_keyring(None, &refs, supplier, grant_tokens)?
         };
         rings.insert(i, Arc::new(ring));
     }
@@ -536,7 +538,7 @@ fn plan_jobs(common: &Common, default_suffix: &str) -> Result<Vec<Job>, Failure>
         if out_dir.exists() && !out_dir.is_dir() {
             return fail(format!("{} is not a directory", out_dir.display()), "give -o DIR");
         }
-        return walk(&input, &out_dir, suffix);
+        return walk(&input, &out_dir, suffix, false);
     }
     if !input.is_file() {
         return fail(format!("{} does not exist", input.display()), "check -i/--input");
@@ -585,7 +587,7 @@ fn plan_official(common: &Common, dialect: &official::Dialect, default_suffix: &
                     ));
                     continue;
                 }
-                jobs.extend(walk(&source, out_dir.map_or(Path::new("."), |d| d.as_path()), suffix)?);
+                jobs.extend(walk(&source, out_dir.map_or(Path::new("."), |d| d.as_path()), suffix, dialect.quiet)?);
             } else {
                 let output = match out_dir {
                     Some(d) => Some(named_after(&source, d, suffix)),
@@ -623,7 +625,7 @@ fn plan_official(common: &Common, dialect: &official::Dialect, default_suffix: &
 
 /// Every regular file under `input`, each to the same relative path under `out_dir` plus
 /// `suffix`.
-fn walk(input: &Path, out_dir: &Path, suffix: &str) -> Result<Vec<Job>, Failure> {
+fn walk(input: &Path, out_dir: &Path, suffix: &str, quiet: bool) -> Result<Vec<Job>, Failure> {
     let mut jobs = Vec::new();
     let mut stack = vec![input.to_owned()];
     while let Some(dir) = stack.pop() {
@@ -635,11 +637,15 @@ fn walk(input: &Path, out_dir: &Path, suffix: &str) -> Result<Vec<Job>, Failure>
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         for (p, kind) in entries {
             if kind.is_symlink() {
-                eprintln!("esdk: skipped {}: a symlink (recursive mode does not follow links)", p.display());
+                if !quiet {
+                    eprintln!("esdk: skipped {}: a symlink (recursive mode does not follow links)", p.display());
+                }
             } else if kind.is_dir() {
                 stack.push(p);
             } else if !kind.is_file() {
-                eprintln!("esdk: skipped {}: not a regular file", p.display());
+                if !quiet {
+                    eprintln!("esdk: skipped {}: not a regular file", p.display());
+                }
             } else {
                 let rel = p.strip_prefix(input).map_err(|e| e.to_string())?;
                 let mut target = out_dir.join(rel).into_os_string();
@@ -874,24 +880,49 @@ impl Output {
 /// formatted as Python's `json.dumps` writes them.
 struct Metadata {
     sink: Option<Sink>,
+    /// Where the lines go, opened at the first line: a run that processes nothing leaves an
+    /// existing metadata file as it was (and creates none), as the official tool does.
+    pending: Option<(PathBuf, MetadataOpen)>,
     python: bool,
+}
+
+/// How a metadata file is opened.
+#[derive(Clone, Copy)]
+enum MetadataOpen {
+    Append,
+    Replace { overwrite: bool },
 }
 
 impl Metadata {
     fn open(common: &Common) -> Result<Self, Failure> {
-        let path = match common.metadata_output.as_deref() {
-            None => None,
-            Some("-") => Some(Sink::Stdout(BufWriter::new(io::stdout().lock()))),
-            Some(path) => Some(match &common.official {
-                Some(d) if !d.overwrite_metadata => Sink::Appended(open_append(Path::new(path))?),
-                Some(_) => Sink::File(Partial::create(Path::new(path), true)?),
-                None => Sink::File(Partial::create(Path::new(path), common.overwrite)?),
-            }),
+        let (sink, pending) = match common.metadata_output.as_deref() {
+            None => (None, None),
+            Some("-") => (Some(Sink::Stdout(BufWriter::new(io::stdout().lock()))), None),
+            Some(path) => {
+                let how = match &common.official {
+                    Some(d) if !d.overwrite_metadata => MetadataOpen::Append,
+                    Some(_) => MetadataOpen::Replace { overwrite: true },
+                    None => MetadataOpen::Replace { overwrite: common.overwrite },
+                };
+                // esdk's own subcommands refuse an existing file up front, before any work.
+                if let (None, MetadataOpen::Replace { overwrite: false }) = (&common.official, how) {
+                    if Path::new(path).symlink_metadata().is_ok() {
+                        return fail(format!("{path} already exists"), "add --overwrite to replace it");
+                    }
+                }
+                (None, Some((PathBuf::from(path), how)))
+            }
         };
-        Ok(Self { sink: path, python: common.official.is_some() })
+        Ok(Self { sink, pending, python: common.official.is_some() })
     }
 
     fn line(&mut self, v: Value) -> Result<(), Failure> {
+        if let Some((path, how)) = self.pending.take() {
+            self.sink = Some(match how {
+                MetadataOpen::Append => Sink::Appended(open_append(&path)?),
+                MetadataOpen::Replace { overwrite } => Sink::File(Partial::create(&path, overwrite)?),
+            });
+        }
         if let Some(w) = &mut self.sink {
             if self.python {
                 writeln!(w, "{}", official::python_json(&v))?;
@@ -908,10 +939,17 @@ impl Metadata {
 fn open_append(path: &Path) -> Result<File, Failure> {
     let mut options = std::fs::OpenOptions::new();
     options.append(true).create(true);
+    // A symlink to something that is not a regular file (`/dev/stderr`, a FIFO) is written to;
+    // a symlink to a file is not followed.
+    let to_device = path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink())
+        && std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir());
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+        options.mode(0o600);
+        if !to_device {
+            options.custom_flags(libc::O_NOFOLLOW);
+        }
     }
     options.open(path).map_err(|e| {
         let why = if path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {

@@ -29,16 +29,66 @@ const ACTIONS: [&str; 5] = ["-e", "--encrypt", "-d", "--decrypt", "--decrypt-uns
 /// `esdk`'s own subcommands: a command line starting with one of them is never the official one.
 const SUBCOMMANDS: [&str; 5] = ["encrypt", "decrypt", "inspect", "kinesis", "help"];
 
+/// The official tool's long options (argparse takes any unambiguous prefix of one).
+const LONG_OPTIONS: [&str; 27] = [
+    "--version",
+    "--encrypt",
+    "--decrypt",
+    "--decrypt-unsigned",
+    "--suppress-metadata",
+    "--metadata-output",
+    "--overwrite-metadata",
+    "--wrapping-keys",
+    "--commitment-policy",
+    "--caching",
+    "--buffer",
+    "--input",
+    "--output",
+    "--encode",
+    "--decode",
+    "--encryption-context",
+    "--algorithm",
+    "--frame-length",
+    "--max-length",
+    "--max-encrypted-data-keys",
+    "--suffix",
+    "--interactive",
+    "--no-overwrite",
+    "--recursive",
+    "--quiet",
+    "--help",
+    "--required-encryption-context-keys",
+];
+
+/// The official tool's short flags that take no value (they may be clustered: `-qe`).
+const SHORT_FLAGS: &str = "edSbrRvq";
+
+/// Whether one argument names an action: `-e`, `-d`, the long names, an unambiguous prefix of one
+/// (`--decrypt-u`; `--encr` and `--decr` are ambiguous, for argparse too), or a cluster of
+/// value-less short flags with `e` or `d` in it (`-qe`).
+fn names_action(arg: &str) -> bool {
+    if ACTIONS.contains(&arg) {
+        return true;
+    }
+    if let Some(long) = arg.strip_prefix("--").filter(|l| !l.is_empty() && !l.contains('=')) {
+        let matches: Vec<&str> = LONG_OPTIONS.iter().copied().filter(|o| o[2..].starts_with(long)).collect();
+        return matches.len() == 1 && ACTIONS.contains(&matches[0]);
+    }
+    match arg.strip_prefix('-') {
+        Some(cluster) if cluster.len() > 1 && !cluster.starts_with('-') => {
+            cluster.chars().all(|c| SHORT_FLAGS.contains(c)) && cluster.contains(['e', 'd'])
+        }
+        _ => false,
+    }
+}
+
 /// Whether `args` (the program name first) is an `aws-encryption-cli` command line.
 pub(crate) fn is_official_command_line(args: &[OsString]) -> bool {
     let rest = args.get(1..).unwrap_or_default();
     if rest.first().and_then(|a| a.to_str()).is_some_and(|a| SUBCOMMANDS.contains(&a)) {
         return false;
     }
-    rest.iter()
-        .filter_map(|a| a.to_str())
-        .take_while(|a| *a != "--")
-        .any(|a| ACTIONS.contains(&a) || a.starts_with('@'))
+    rest.iter().filter_map(|a| a.to_str()).take_while(|a| *a != "--").any(|a| names_action(a) || a.starts_with('@'))
 }
 
 /// What to do when an output file exists.
@@ -88,22 +138,22 @@ impl Dialect {
 #[command(group(ArgGroup::new("metadata").required(true).args(["suppress_metadata", "metadata_output"])))]
 struct OfficialCli {
     /// Encrypt data.
-    #[arg(short = 'e', long)]
+    #[arg(short = 'e', long, overrides_with = "encrypt")]
     encrypt: bool,
     /// Decrypt data.
-    #[arg(short = 'd', long)]
+    #[arg(short = 'd', long, overrides_with = "decrypt")]
     decrypt: bool,
     /// Decrypt data and refuse signed messages.
-    #[arg(long = "decrypt-unsigned")]
+    #[arg(long = "decrypt-unsigned", overrides_with = "decrypt_unsigned")]
     decrypt_unsigned: bool,
     /// Suppress metadata output.
-    #[arg(short = 'S', long = "suppress-metadata")]
+    #[arg(short = 'S', long = "suppress-metadata", overrides_with = "suppress_metadata")]
     suppress_metadata: bool,
     /// File to which to append metadata records (- for standard output).
     #[arg(long = "metadata-output", value_name = "FILE")]
     metadata_output: Option<String>,
     /// Replace the metadata file instead of appending to it.
-    #[arg(long = "overwrite-metadata")]
+    #[arg(long = "overwrite-metadata", overrides_with = "overwrite_metadata")]
     overwrite_metadata: bool,
     /// A wrapping key provider and its keys: [provider=aws-kms] key=ARN… [region=R] [profile=P],
     /// or discovery=true [discovery-account=ID… discovery-partition=P] (decrypt). Repeatable.
@@ -116,7 +166,7 @@ struct OfficialCli {
     #[arg(long, num_args = 1.., value_name = "ATTR=VALUE")]
     caching: Vec<String>,
     /// Decrypt a whole message in memory before writing any of it.
-    #[arg(short = 'b', long)]
+    #[arg(short = 'b', long, overrides_with = "buffer")]
     buffer: bool,
     /// Input file, directory or glob pattern, or - for standard input.
     #[arg(short = 'i', long, value_name = "PATH")]
@@ -125,10 +175,10 @@ struct OfficialCli {
     #[arg(short = 'o', long, value_name = "PATH")]
     output: String,
     /// Base64-encode the output.
-    #[arg(long)]
+    #[arg(long, overrides_with = "encode")]
     encode: bool,
     /// Base64-decode the input.
-    #[arg(long)]
+    #[arg(long, overrides_with = "decode")]
     decode: bool,
     /// Encrypt: KEY=VALUE pairs. Decrypt: KEY=VALUE pairs and KEYs the message must carry.
     #[arg(short = 'c', long = "encryption-context", num_args = 1.., value_name = "KEY[=VALUE]")]
@@ -149,19 +199,19 @@ struct OfficialCli {
     #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "SUFFIX")]
     suffix: Option<String>,
     /// Ask before replacing an existing output file.
-    #[arg(long)]
+    #[arg(long, overrides_with = "interactive")]
     interactive: bool,
     /// Never replace an existing output file (skip the input).
-    #[arg(long = "no-overwrite")]
+    #[arg(long = "no-overwrite", overrides_with = "no_overwrite")]
     no_overwrite: bool,
     /// Process directories.
-    #[arg(short = 'r', short_alias = 'R', long)]
+    #[arg(short = 'r', short_alias = 'R', long, overrides_with = "recursive")]
     recursive: bool,
     /// Log more (repeatable).
     #[arg(short = 'v', action = ArgAction::Count)]
     verbosity: u8,
     /// No warnings.
-    #[arg(short = 'q', long)]
+    #[arg(short = 'q', long, overrides_with = "quiet")]
     quiet: bool,
     /// Crypto backend (an esdk extension: aws-lc-rs or rustcrypto, if compiled in).
     #[arg(long, value_name = "NAME")]
@@ -189,15 +239,14 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<(Action, u8), Failure> {
         (_, true) => "decrypt",
         _ => "decrypt-unsigned",
     };
-    check_arguments(&cli, &groups, mode == "encrypt");
-    let (context, required_keys) = if mode == "encrypt" {
-        (cli.encryption_context.clone(), Vec::new())
-    } else {
-        cli.encryption_context.iter().cloned().partition(|c| c.contains('='))
-    };
-    if cli.interactive && cli.no_overwrite {
-        return Err("--interactive and --no-overwrite contradict each other".to_owned().into());
-    }
+    check_arguments(&cli, &matches, &groups, mode == "encrypt");
+    let (mut pairs, required_keys): (Vec<String>, Vec<String>) =
+        cli.encryption_context.iter().cloned().partition(|c| mode == "encrypt" || c.contains('='));
+    // A key given twice keeps its first value (`_collapse_config`).
+    let mut seen = std::collections::HashSet::new();
+    pairs.retain(|p| seen.insert(p.split_once('=').map_or(p.clone(), |(k, _)| k.to_owned())));
+    let context = pairs;
+    // Both given: --no-overwrite wins, as the official tool checks it first.
     let existing = match (cli.no_overwrite, cli.interactive) {
         (true, _) => Existing::Skip,
         (_, true) => Existing::Ask,
@@ -253,17 +302,19 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<(Action, u8), Failure> {
 
 /// The argument checks the official tool makes while parsing (a failure is a usage error: the
 /// message, the usage line, exit status 2).
-fn check_arguments(cli: &OfficialCli, groups: &[Vec<String>], encrypting: bool) {
+fn check_arguments(cli: &OfficialCli, matches: &clap::ArgMatches, groups: &[Vec<String>], encrypting: bool) {
     let usage = |message: String| -> ! {
         OfficialCli::command().error(clap::error::ErrorKind::ValueValidation, message).exit()
     };
+    // `UniqueStoreAction`: these may be given once (their values may be several).
+    for (id, name) in [("encryption_context", "-c/--encryption-context"), ("caching", "--caching")] {
+        if matches.get_occurrences::<String>(id).is_some_and(|o| o.count() > 1) {
+            usage(format!("{name} may not be specified more than once"))
+        }
+    }
     for group in groups {
-        match crate::keyspec::parse_wrapping_keys(group) {
-            Err(e) => usage(format!("--wrapping-keys {}: {e}", group.join(" "))),
-            Ok(crate::keyspec::WrappingKeys::Discovery { .. }) if encrypting => {
-                usage("--wrapping-keys discovery=true: discovery applies to decryption only".into())
-            }
-            Ok(_) => {}
+        if let Err(e) = check_wrapping_keys(group, encrypting) {
+            usage(format!("--wrapping-keys {}: {e}", group.join(" ")))
         }
     }
     if !cli.caching.is_empty() {
@@ -271,13 +322,69 @@ fn check_arguments(cli: &OfficialCli, groups: &[Vec<String>], encrypting: bool) 
             usage(format!("--caching: {e}"))
         }
     }
-    let pairs: Vec<String> = cli.encryption_context.iter().filter(|c| encrypting || c.contains('=')).cloned().collect();
-    if let Err(e) = crate::keyspec::parse_context(&pairs) {
-        usage(format!("--encryption-context: {e}"))
+    for pair in cli.encryption_context.iter().filter(|c| encrypting || c.contains('=')) {
+        if !pair.split_once('=').is_some_and(|(k, v)| !k.is_empty() && !v.is_empty()) {
+            usage(format!("--encryption-context {pair}: must be key=value, both non-empty"))
+        }
     }
     if let Some(a) = cli.algorithm.as_deref().filter(|a| !super::SUITE_NAMES.iter().any(|(n, _)| n == a)) {
         let names: Vec<&str> = super::SUITE_NAMES.iter().map(|(n, _)| *n).collect();
         usage(format!("--algorithm {a}: not one of {}", names.join(", ")))
+    }
+}
+
+/// The official parser's own rules for one `--wrapping-keys` group (its `ParameterParseError`s,
+/// usage errors). What it leaves to the key provider (unknown attributes, a second `region=` or
+/// `profile=`, a provider that is not AWS KMS) fails later, with exit status 1, as it does there.
+fn check_wrapping_keys(group: &[String], encrypting: bool) -> Result<(), String> {
+    let mut attrs: std::collections::HashMap<&str, Vec<&str>> = std::collections::HashMap::new();
+    for attr in group {
+        match attr.split_once('=') {
+            Some((k, v)) if !k.is_empty() && !v.is_empty() => attrs.entry(k).or_default().push(v),
+            _ => return Err(format!("{attr:?} is not key=value")),
+        }
+    }
+    let has = |k: &str| attrs.contains_key(k);
+    let providers = attrs.get("provider").map_or(1, Vec::len);
+    if providers != 1 {
+        return Err(format!("exactly one provider= per group, {providers} given"));
+    }
+    let kms = attrs.get("provider").is_none_or(|p| crate::keyspec::KMS_PROVIDERS.contains(&p[0]));
+    let discovery_attrs = has("discovery") || has("discovery-account") || has("discovery-partition");
+    if !kms {
+        return match (discovery_attrs, has("key")) {
+            (true, _) => Err("discovery attributes apply to AWS KMS keys only".into()),
+            (_, false) => Err("at least one key= per provider".into()),
+            _ => Ok(()),
+        };
+    }
+    if encrypting && discovery_attrs {
+        return Err("discovery attributes apply to decryption only".into());
+    }
+    if encrypting && !has("key") {
+        return Err("at least one key= to encrypt with".into());
+    }
+    let discovery = match attrs.get("discovery") {
+        None if has("discovery-account") || has("discovery-partition") => {
+            return Err("discovery-account and discovery-partition need discovery=true".into())
+        }
+        None => false,
+        Some(v) => crate::keyspec::pseudo_bool(v[0]).ok_or_else(|| format!("discovery={}: not true or false", v[0]))?,
+    };
+    let (accounts, partitions) = (attrs.get("discovery-account"), attrs.get("discovery-partition"));
+    if !discovery && (accounts.is_some() || partitions.is_some()) {
+        return Err("discovery-account and discovery-partition need discovery=true".into());
+    }
+    if accounts.is_some() != partitions.is_some() {
+        return Err("discovery-account and discovery-partition go together".into());
+    }
+    if partitions.is_some_and(|p| p.len() != 1) {
+        return Err("discovery-partition may be given once".into());
+    }
+    match (discovery, has("key")) {
+        (true, true) => Err("with discovery=true, no key= may be given".into()),
+        (false, false) => Err("with discovery=false, at least one key= must be given".into()),
+        _ => Ok(()),
     }
 }
 
@@ -294,19 +401,76 @@ fn expand_argument_files(args: Vec<OsString>, depth: usize) -> Result<Vec<OsStri
         if depth >= 8 {
             return Err(format!("@{path}: argument files nested more than 8 deep").into());
         }
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the argument file {path}: {e}"))?;
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
+            // argparse reports an unreadable argument file as a usage error.
+            OfficialCli::command()
+                .error(clap::error::ErrorKind::Io, format!("cannot read the argument file {path}: {e}"))
+                .exit()
+        });
         let mut expanded = Vec::new();
         for line in text.lines() {
-            let words = shlex::split(line).ok_or_else(|| {
-                format!("{path}: cannot split the line {:?} into arguments (unclosed quote?)", line.trim())
-            })?;
-            for word in words.into_iter().take_while(|w| !w.starts_with('#')) {
-                expanded.push(OsString::from(expand_variables(&expand_home(word.trim()))));
-            }
+            let words = split_line(line).map_err(|e| format!("{path}: {e} in the line {:?}", line.trim()))?;
+            expanded.extend(words.iter().map(|w| OsString::from(expand_variables(&expand_home(w.trim())))));
         }
         out.extend(expand_argument_files(expanded, depth + 1)?);
     }
     Ok(out)
+}
+
+/// Splits one line of an argument file as Python's `shlex` does in the official tool (POSIX mode,
+/// split on whitespace only, `#` starts a comment anywhere outside quotes, `'` and `"` quote, `\`
+/// escapes, also inside either quote, where it stays unless it escapes the quote or itself).
+fn split_line(line: &str) -> Result<Vec<String>, &'static str> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Between,
+        Word,
+        Quoted(char),
+        Escaped(Option<char>),
+    }
+    let (mut words, mut token, mut quoted, mut state) = (Vec::new(), String::new(), false, State::Between);
+    let mut chars = line.chars();
+    loop {
+        let c = chars.next();
+        match (state, c) {
+            (State::Quoted(_), None) => return Err("no closing quotation"),
+            (State::Escaped(_), None) => return Err("no escaped character"),
+            (_, None) => break,
+            (State::Quoted(q), Some(c)) if c == q => state = State::Word,
+            (State::Quoted(q), Some('\\')) => state = State::Escaped(Some(q)),
+            (State::Quoted(_), Some(c)) => token.push(c),
+            (State::Escaped(inside), Some(c)) => {
+                if let Some(q) = inside {
+                    if c != '\\' && c != q {
+                        token.push('\\');
+                    }
+                }
+                token.push(c);
+                state = inside.map_or(State::Word, State::Quoted);
+            }
+            (_, Some(c)) if c.is_whitespace() => {
+                if state == State::Word && (!token.is_empty() || quoted) {
+                    words.push(std::mem::take(&mut token));
+                    quoted = false;
+                }
+                state = State::Between;
+            }
+            (_, Some('#')) => break,
+            (_, Some(q @ ('\'' | '"'))) => {
+                quoted = true;
+                state = State::Quoted(q);
+            }
+            (_, Some('\\')) => state = State::Escaped(None),
+            (_, Some(c)) => {
+                token.push(c);
+                state = State::Word;
+            }
+        }
+    }
+    if !token.is_empty() || quoted {
+        words.push(token);
+    }
+    Ok(words)
 }
 
 /// `~` or `~/…` at the start: the home directory, as Python's `os.path.expanduser`.
@@ -370,6 +534,10 @@ pub(crate) fn check_paths(common: &Common) -> Result<(), Failure> {
                 });
             }
         } else {
+            let parent = Path::new(meta).parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !parent.is_dir() {
+                return Err(format!("the directory of the metadata output {meta} does not exist").into());
+            }
             let real = |p: &str| std::path::absolute(p).map(|a| a.canonicalize().unwrap_or(a)).ok();
             let meta_real = real(meta);
             if Path::new(meta).is_dir() {
@@ -415,7 +583,14 @@ pub(crate) fn expand_sources(input: &str) -> Result<Vec<PathBuf>, Failure> {
             "-i takes a file, a directory, a glob pattern that matches something, or - for standard input".into(),
         ),
     };
-    let paths = glob::glob(input).map_err(|_| invalid())?;
+    // As Python's `glob.glob(pattern)`: `*` does not match a leading dot, and `**` is not
+    // recursive (it is `*`).
+    let options = glob::MatchOptions { require_literal_leading_dot: true, ..glob::MatchOptions::new() };
+    let mut pattern = input.to_owned();
+    while pattern.contains("**") {
+        pattern = pattern.replace("**", "*");
+    }
+    let paths = glob::glob_with(&pattern, options).map_err(|_| invalid())?;
     let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
     found.sort();
     if found.is_empty() {
@@ -468,12 +643,29 @@ pub(crate) fn header_auth_json(h: &MessageHeader) -> Value {
     json!({"iv": b64(iv), "tag": b64(tag)})
 }
 
-/// The path as the official tool's metadata records it: absolute, or `<stdin>` / `<stdout>`.
+/// The path as the official tool's metadata records it: absolute and normalized as Python's
+/// `os.path.abspath` makes it (`.` and `..` folded, symlinks kept), or `<stdin>` / `<stdout>`.
 pub(crate) fn path_json(p: &Option<PathBuf>, stream: &str) -> Value {
     match p {
         None => json!(stream),
-        Some(p) => json!(std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string()),
+        Some(p) => json!(normalized(&std::path::absolute(p).unwrap_or_else(|_| p.clone())).display().to_string()),
     }
+}
+
+/// `.` and `..` folded away lexically (`os.path.normpath` of an absolute path).
+fn normalized(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// One metadata line formatted as Python's `json.dumps(…, sort_keys=True)` writes it: `", "`
@@ -539,6 +731,24 @@ mod tests {
     }
 
     #[test]
+    fn paths_normalize_as_python_abspath_does() {
+        assert_eq!(normalized(Path::new("/a/b/../c/./d")), PathBuf::from("/a/c/d"));
+        assert_eq!(normalized(Path::new("/../x")), PathBuf::from("/x"));
+    }
+
+    #[test]
+    fn abbreviations_and_clusters_name_actions_as_argparse_reads_them() {
+        for yes in ["--encrypt", "--decrypt-u", "--decrypt-unsigned", "-qe", "-rd", "-Sd"] {
+            assert!(names_action(yes), "{yes}");
+        }
+        // `--encr` is ambiguous (encrypt, encryption-context), `--decr` too (decrypt,
+        // decrypt-unsigned); `-ei` clusters an option that takes a value.
+        for no in ["--encr", "--decr", "--en", "--input", "-ei", "-q", "--", "---e"] {
+            assert!(!names_action(no), "{no}");
+        }
+    }
+
+    #[test]
     fn python_json_matches_json_dumps() {
         // json.dumps({"b": [1, "é😀"], "a": None, "c": {"d": True}}, sort_keys=True)
         let v = json!({"b": [1, "é😀"], "a": null, "c": {"d": true}});
@@ -554,6 +764,17 @@ mod tests {
         assert_eq!(expand_variables("$ESDK_UNSET_VARIABLE_X y $"), "$ESDK_UNSET_VARIABLE_X y $");
         assert_eq!(expand_variables("${unclosed"), "${unclosed");
         assert_eq!(expand_home("a~"), "a~");
+    }
+
+    #[test]
+    fn lines_split_as_python_shlex_splits_them() {
+        let split = |l: &str| split_line(l).unwrap();
+        assert_eq!(split(r#"-w key=a 'key=b c' # trailing"#), ["-w", "key=a", "key=b c"]);
+        assert_eq!(split("a#b c"), ["a"]);
+        assert_eq!(split(r"'it\'s' x\ y"), ["it's", "x y"]);
+        assert_eq!(split(r#""a\b" '' "#), [r"a\b", ""]);
+        assert_eq!(split("'#x' y"), ["#x", "y"]);
+        assert!(split_line("'open").is_err() && split_line("end\\").is_err());
     }
 
     #[test]

@@ -272,6 +272,12 @@ fn both(env: &Env, args: &[&str], prepare: &Prepare) -> (Outcome, Outcome) {
     (official, esdk)
 }
 
+/// The encrypted inputs and a metadata file with a line in it already.
+fn existing_metadata(env: &Env, p: &Path) {
+    encrypted_inputs(env, p);
+    std::fs::write(p.join("meta.json"), "{\"earlier\": true}\n").unwrap();
+}
+
 /// `enc/`: `hello.txt` and the tree encrypted by the official tool (the inputs of decrypt cases),
 /// written once and copied.
 fn encrypted_inputs(env: &Env, p: &Path) {
@@ -316,6 +322,10 @@ fn documented_command_lines_give_the_same_results_with_either_program() {
         // Caching, frame length, legacy suite under the legacy policy; base64 output.
         "-e -i tree -o out -r -w key={ARN} -S --caching capacity=10 max_age=60 --frame-length 512 --encode",
         "-e -i hello.txt -o out/v1.enc -w key={ARN} -S --commitment-policy forbid-encrypt-allow-decrypt --algorithm AES_256_GCM_IV12_TAG16_HKDF_SHA384_ECDSA_P384",
+        // Key attributes: the plugin's provider name, a Region and grant tokens; flags given twice,
+        // short flags clustered, -v, a bound on the EDK count that two keys exceed.
+        "-e -i hello.txt -o out -w provider=aws-encryption-sdk-cli::aws-kms key={ARN} region=ca-central-1 grant_tokens=t1 -S -S -qr -v",
+        "-e -i hello.txt -o out -w key={ARN} key={ARN} --max-encrypted-data-keys 1 -S",
         // Refused command lines: no metadata choice (usage, 2), a missing input (1), a file
         // output in a directory that does not exist (1), discovery on encrypt (usage, 2).
         "-e -i hello.txt -o out -w key={ARN}",
@@ -346,9 +356,15 @@ fn documented_command_lines_give_the_same_results_with_either_program() {
             "-d -i enc/hello.txt.encrypted -o out -w discovery=true discovery-partition=aws discovery-account=111122223333 -S",
             &encrypted_inputs,
         ),
-        // An existing output: replaced by default, kept with --no-overwrite.
+        // The metadata file replaced instead of appended to; -b; the EDK bound met.
+        (
+            "-d -i enc/hello.txt.encrypted -o out -w key={ARN} --metadata-output meta.json --overwrite-metadata -b --max-encrypted-data-keys 1",
+            &existing_metadata,
+        ),
+        // An existing output: replaced by default, kept with --no-overwrite (which wins over
+        // --interactive).
         ("-d -i enc/hello.txt.encrypted -o out -w key={ARN} -S", &existing),
-        ("-d -i enc/hello.txt.encrypted -o out -w key={ARN} -S --no-overwrite", &existing),
+        ("-d -i enc/hello.txt.encrypted -o out -w key={ARN} -S --no-overwrite --interactive", &existing),
         // Signed messages refused by --decrypt-unsigned; frames over --max-length refused.
         (
             "--decrypt-unsigned -i enc/hello.txt.encrypted -o out -w key={ARN} -S",
