@@ -213,3 +213,29 @@ fn non_framed_body_claiming_2_pow_64_minus_1_bytes_is_refused_without_allocating
         .unwrap_err();
     assert_eq!(streamed.kind(), ErrorKind::Parse, "one codec, one kind on every path: {streamed}");
 }
+
+/// message-header.md, Encrypted Data Key Count: a UInt16, and "This value MUST be greater than
+/// 0.", so a valid message may carry 65,535 EDKs and the default limits must read such a header
+/// (defaults must not refuse what the format allows): 65,535 EDKs shaped like raw AES ones.
+#[test]
+fn the_default_limits_read_a_header_with_65535_edks() {
+    let mut h = v2_prefix(65_535);
+    for i in 0..65_535u32 {
+        let info = format!("key-{i:05}");
+        h.extend_from_slice(&2u16.to_be_bytes());
+        h.extend_from_slice(b"ns");
+        h.extend_from_slice(&(info.len() as u16).to_be_bytes());
+        h.extend_from_slice(info.as_bytes());
+        h.extend_from_slice(&48u16.to_be_bytes());
+        h.extend_from_slice(&[0x5a; 48]);
+    }
+    h.push(0x02); // content type: framed
+    h.extend_from_slice(&4096u32.to_be_bytes());
+    h.extend_from_slice(&[0xCD; 32]); // commitment
+    h.extend_from_slice(&[0xEF; 16]); // header auth tag
+    let (header, len) = MessageHeader::parse(&h, &HeaderLimits::default()).unwrap();
+    assert_eq!(header.encrypted_data_keys().len(), 65_535);
+    assert_eq!(len, h.len());
+    // Decrypting it gets past parsing to the keyrings (none of these EDKs unwraps).
+    assert_eq!(kind(&Client::new(), &h), ErrorKind::NoDecryptableDataKey);
+}

@@ -224,9 +224,11 @@ async fn multi_keyrings_compose_kms_and_raw_keys_and_only_the_mrk_aware_ones_ref
     let supplier = AwsSdkClientSupplier::from_sdk_config(env.sdk_config("us-east-1"));
     let err = mrk_multi_keyring(Some(&a), &[&b], &supplier, &[]).unwrap_err();
     assert!(err.to_string().contains("same multi-Region key"), "{err}");
-    // aws-kms-multi-keyrings.md, Strict Multi-Keyring: no uniqueness rule (only the MRK-aware
-    // multi-keyrings call aws-kms-mrk-are-unique.md), so two replicas of one MRK are accepted and
-    // each wraps the data key.
+    // aws-kms-mrk-multi-keyrings.md: "All AWS KMS identifiers are passed to Assert AWS KMS MRK
+    // are unique and the function MUST return success otherwise this MUST fail." (above).
+    // aws-kms-multi-keyrings.md, AWS KMS Multi-Keyring, has no such step; its only failure is
+    // "If any of the AWS KMS key identifiers is not a valid AWS KMS key ARN, this function MUST
+    // fail.", so two replicas of one MRK are accepted and each wraps the data key.
     let both = strict_multi_keyring(Some(&a), &[&b], &supplier, &[]).unwrap();
     let wrapped_twice = encrypt(both, b"two replicas").await;
     let (header, _) = esdk::MessageHeader::parse(&wrapped_twice, &esdk::HeaderLimits::default()).unwrap();

@@ -199,3 +199,58 @@ fn multi_keyring_wraps_under_all_and_unwraps_with_any() {
     assert_eq!(err.kind(), ErrorKind::TooManyEncryptedDataKeys);
     assert!(MultiKeyring::new(None, vec![]).is_err());
 }
+
+/// Raw RSA: every way an EDK can fail to unwrap (the wrong padding mode, a corrupted ciphertext,
+/// a ciphertext that decrypts to garbage) gives the same error, word for word, so no padding
+/// oracle reaches callers, logs or the CLI.
+#[test]
+fn raw_rsa_unwrap_failures_are_indistinguishable() {
+    let public =
+        RawRsaKeyring::new("rsa", "k", RsaPadding::OaepSha256).unwrap().with_public_key_pem(RSA_PUBLIC).unwrap();
+    let message = Client::new().encrypt_blocking(&DefaultCmm::new(public), b"rsa", &EncryptionContext::new()).unwrap();
+    let (header, _) = esdk::MessageHeader::parse(&message, &Default::default()).unwrap();
+    let edk = header.encrypted_data_keys()[0].ciphertext.clone();
+    let at = message.windows(edk.len()).position(|w| w == edk.as_slice()).unwrap();
+    let with_edk = |bytes: &[u8]| {
+        let mut m = message.clone();
+        m[at..at + bytes.len()].copy_from_slice(bytes);
+        m
+    };
+    let mut corrupted = edk.clone();
+    corrupted[edk.len() / 2] ^= 0x01;
+    let private = |padding| {
+        DefaultCmm::new(RawRsaKeyring::new("rsa", "k", padding).unwrap().with_private_key_pem(RSA_PRIVATE).unwrap())
+    };
+    let errors: Vec<String> = [
+        (RsaPadding::OaepSha1, message.clone()),
+        (RsaPadding::Pkcs1, message.clone()),
+        (RsaPadding::OaepSha256, with_edk(&corrupted)),
+        (RsaPadding::OaepSha256, with_edk(&vec![0u8; edk.len()])),
+    ]
+    .into_iter()
+    .map(|(padding, m)| {
+        let err = Client::new().decrypt_blocking(&private(padding), &m, None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NoDecryptableDataKey, "{err}");
+        // The keyring's own description names its padding; what failed must not differ.
+        let text = err.to_string();
+        text[text.rfind(": failed:").expect("the EDK's failure")..].to_owned()
+    })
+    .collect();
+    assert!(errors.windows(2).all(|w| w[0] == w[1]), "{errors:#?}");
+    assert!(!errors[0].contains("padding") && !errors[0].contains("bytes"), "{}", errors[0]);
+}
+
+/// client-apis/encrypt.md: the frame bound is checked before materials are requested, so a
+/// message that cannot be written costs no KMS call. 2^32 bytes in 1-byte frames would need
+/// 2^32 frames, one more than message-body.md allows ("The number of frames in a single message
+/// MUST be less than or equal to `2^32 - 1`."); the buffer is zero pages the check never reads.
+#[test]
+fn a_message_with_too_many_frames_is_refused_before_any_keyring_call() {
+    let counting = esdk_testkit::counting::CountingKeyring::new(aes("k", 1));
+    let cmm = DefaultCmm::from_arc(counting.clone());
+    let client = Client::builder().frame_length(1).build().unwrap();
+    let plaintext = vec![0u8; 1 << 32];
+    let err = client.encrypt_blocking(&cmm, &plaintext, &EncryptionContext::new()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
+    assert_eq!(counting.encrypts(), 0, "the keyring was asked for materials");
+}

@@ -15,7 +15,10 @@
 //! it against the stored one). Each entry records these as its *binding*, and a lookup whose
 //! binding differs is a miss that refetches and replaces the entry, so a cache hit can never skip
 //! that check or return materials made for another set of required keys. The identifier formula
-//! stays the spec's; the binding only narrows when an entry may be used.
+//! stays the spec's ("the caching CMM MUST use the formulas specified in this appendix in order to
+//! compute the cache entry identifier"); the binding only narrows when an entry may be used. The
+//! spec allows that: it says how an identifier is computed, not that every entry found under it
+//! must be returned, and a miss only costs a call to the underlying materials manager.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

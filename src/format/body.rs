@@ -209,8 +209,10 @@ mod frame_bound_tests {
 
     #[test]
     fn exactly_the_spec_maximum_of_frames_fits() {
-        // message-body.md: frame sequence numbers run from 1 to at most 2^32 - 1, the final frame
-        // included, so (2^32 - 1) full frames are the largest message.
+        // message-body.md: "The number of frames in a single message MUST be less than or equal to
+        // `2^32 - 1`." and "The Final Frame Sequence number MUST be equal to the total number of
+        // frames in the Framed Data.": 2^32 - 2 regular frames and the final one, so
+        // (2^32 - 1) full frames are the largest message.
         for f in [1u32, 4096, u32::MAX] {
             let max = u64::from(u32::MAX) * u64::from(f);
             assert!(frames_fit(max, f), "frame length {f}");
