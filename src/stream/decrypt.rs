@@ -342,3 +342,15 @@ fn read_retrying(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
 }
+
+#[cfg(test)]
+mod secret_types {
+    use super::*;
+
+    /// Released and held-back plaintext are wiped on drop: changing either field's type breaks
+    /// this.
+    #[allow(dead_code)]
+    fn plaintext_buffers_are_wiped_on_drop(core: &DecryptCore) -> [&Zeroizing<Vec<u8>>; 2] {
+        [&core.ready, &core.held]
+    }
+}

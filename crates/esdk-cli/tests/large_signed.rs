@@ -60,8 +60,7 @@ fn a_gigabyte_signed_message_decrypts_to_a_file_in_bounded_memory() {
     // 1 GiB of zeros, sparse on disk.
     std::fs::File::create(p.join("big.bin")).unwrap().set_len(SIZE).unwrap();
 
-    let (ok, err, enc_rss) =
-        esdk(p, &["encrypt", "-i", "big.bin", "-o", "big.esdk", "--raw-aes-key", AES, "--frame-length", "65536"]);
+    let (ok, err, enc_rss) = esdk(p, &["encrypt", "-i", "big.bin", "-o", "big.esdk", "--raw-aes-key", AES]);
     assert!(ok, "{err}");
     let (ok, err, dec_rss) = esdk(p, &["decrypt", "-i", "big.esdk", "-o", "big.out", "--raw-aes-key", AES]);
     assert!(ok, "{err}");

@@ -58,7 +58,10 @@ impl Env {
             .args(&args)
             .env("AWS_DEFAULT_REGION", self.region)
             .env("AWS_REGION", self.region)
-            .env("KEY_ARN", &self.arn);
+            .env("KEY_ARN", &self.arn)
+            // A named profile for `profile=` (scratch() writes the files).
+            .env("AWS_CONFIG_FILE", dir.join("aws.conf"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("aws-credentials.conf"));
         esdk_testkit::output_with_stdin(&mut cmd, stdin.unwrap_or_default())
     }
 
@@ -135,7 +138,12 @@ fn scratch(env: &Env) -> tempfile::TempDir {
     std::fs::create_dir(p.join("out")).unwrap();
     // Arguments from a file, with a comment and a variable (the official docs' "configuration file").
     std::fs::write(p.join("keys.conf"), "# the key\n--wrapping-keys key=$KEY_ARN\n").unwrap();
-    let _ = env;
+    std::fs::write(p.join("aws.conf"), format!("[profile p]\nregion = {}\n", env.region)).unwrap();
+    std::fs::write(
+        p.join("aws-credentials.conf"),
+        "[p]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )
+    .unwrap();
     dir
 }
 
@@ -326,6 +334,8 @@ fn documented_command_lines_give_the_same_results_with_either_program() {
         // short flags clustered, -v, a bound on the EDK count that two keys exceed.
         "-e -i hello.txt -o out -w provider=aws-encryption-sdk-cli::aws-kms key={ARN} region=ca-central-1 grant_tokens=t1 -S -S -qr -v",
         "-e -i hello.txt -o out -w key={ARN} key={ARN} --max-encrypted-data-keys 1 -S",
+        // A named profile's credentials and Region.
+        "-e -i hello.txt -o out/p.enc -w key={ARN} profile=p -S",
         // Refused command lines: no metadata choice (usage, 2), a missing input (1), a file
         // output in a directory that does not exist (1), discovery on encrypt (usage, 2).
         "-e -i hello.txt -o out -w key={ARN}",
@@ -374,6 +384,8 @@ fn documented_command_lines_give_the_same_results_with_either_program() {
             "-d -i enc/hello.txt.encrypted -o out -w key={ARN} -S --max-length 100",
             &encrypted_inputs,
         ),
+        // discovery=false with keys is a strict allow-list.
+        ("-d -i enc/hello.txt.encrypted -o out -w discovery=false key={ARN} -S", &encrypted_inputs),
         // The required key is present (a key without a value on decrypt); another key is refused.
         (
             "-d -i enc/hello.txt.encrypted -o out -w key={ARN} --metadata-output meta.json -c purpose",
