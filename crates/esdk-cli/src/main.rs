@@ -140,6 +140,13 @@ struct Common {
     official: Option<official::Dialect>,
 }
 
+impl Common {
+    /// `-q` of an aws-encryption-cli command line: no warnings.
+    fn quiet(&self) -> bool {
+        self.official.as_ref().is_some_and(|d| d.quiet)
+    }
+}
+
 #[derive(Args)]
 struct EncryptArgs {
     #[command(flatten)]
@@ -367,22 +374,23 @@ fn supplier() -> Result<&'static AwsSdkClientSupplier, Failure> {
     if let Some(s) = SUPPLIER.get() {
         return Ok(s);
     }
-    // Loading the configuration may read files and call credential providers: a short-lived
-    // runtime drives it; KMS calls made later by the blocking API run on esdk's own.
+    let loaded = load_config(AwsSdkClientSupplier::from_env())?;
+    Ok(SUPPLIER.get_or_init(|| loaded))
+}
+
+/// Drives loading an AWS configuration (it may read files and call credential providers) on a
+/// short-lived runtime; KMS calls made later by the blocking API run on esdk's own.
+fn load_config<F: std::future::Future>(load: F) -> Result<F::Output, Failure> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start an async runtime to load the AWS configuration: {e}"))?;
-    Ok(SUPPLIER.get_or_init(|| rt.block_on(AwsSdkClientSupplier::from_env())))
+    Ok(rt.block_on(load))
 }
 
 /// KMS clients for one `--wrapping-keys` group with its own `region=` (the Region of key ids
 /// that are not ARNs) or `profile=` (a named profile's credentials).
 fn supplier_with(region: Option<&str>, profile: Option<&str>) -> Result<AwsSdkClientSupplier, Failure> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start an async runtime to load the AWS configuration: {e}"))?;
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(r) = region {
         loader = loader.region(aws_config::Region::new(r.to_owned()));
@@ -390,7 +398,7 @@ fn supplier_with(region: Option<&str>, profile: Option<&str>) -> Result<AwsSdkCl
     if let Some(p) = profile {
         loader = loader.profile_name(p);
     }
-    Ok(AwsSdkClientSupplier::from_sdk_config(rt.block_on(loader.load())))
+    Ok(AwsSdkClientSupplier::from_sdk_config(load_config(loader.load())?))
 }
 
 fn read_key_file(path: &Path, what: &str) -> Result<Vec<u8>, Failure> {
@@ -424,7 +432,7 @@ fn build_keyring(common: &Common, encrypting: bool) -> Result<Arc<dyn Keyring>, 
                 let filter = match partition {
                     Some(p) => Some(DiscoveryFilter::new(&p, accounts)?),
                     None => {
-                        if !common.official.as_ref().is_some_and(|d| d.quiet) {
+                        if !common.quiet() {
                             eprintln!("esdk: warning: discovery without discovery-account/discovery-partition decrypts with any KMS key the credentials can use");
                         }
                         None
@@ -538,7 +546,7 @@ fn plan_jobs(common: &Common, default_suffix: &str) -> Result<Vec<Job>, Failure>
         if out_dir.exists() && !out_dir.is_dir() {
             return fail(format!("{} is not a directory", out_dir.display()), "give -o DIR");
         }
-        return walk(&input, &out_dir, suffix, false);
+        return walk(&input, &out_dir, suffix, common.quiet());
     }
     if !input.is_file() {
         return fail(format!("{} does not exist", input.display()), "check -i/--input");
