@@ -1,9 +1,10 @@
 //! The KPL de-aggregator (`esdk_kinesis::aggregate::deaggregate`) on arbitrary plaintext, as a
 //! hostile or buggy producer holding the key could encrypt it: errors, never panics; bounded by
-//! the input; whatever parses re-aggregates to the same user records.
+//! the input; whatever parses re-aggregates to the same user records; splitting many at once
+//! (`deaggregate_all`) gives what one by one gives.
 #![no_main]
 
-use esdk_kinesis::aggregate::{deaggregate, AggregateBuilder, MAGIC};
+use esdk_kinesis::aggregate::{deaggregate, deaggregate_all, AggregateBuilder, MAGIC};
 use libfuzzer_sys::fuzz_target;
 use md5::{Digest, Md5};
 
@@ -33,4 +34,11 @@ fuzz_target!(|data: &[u8]| {
     framed.extend_from_slice(data);
     framed.extend_from_slice(&Md5::digest(data));
     check(&framed);
+    // Split together (MD5s side by side, enough of them to fill lanes): as one by one.
+    let batch: Vec<bytes::Bytes> = (0..6)
+        .map(|i| bytes::Bytes::copy_from_slice(if i % 3 == 0 { data } else { &framed[..framed.len() - i % 2] }))
+        .collect();
+    for (b, together) in batch.iter().zip(deaggregate_all(&batch)) {
+        assert_eq!(together, deaggregate(b));
+    }
 });

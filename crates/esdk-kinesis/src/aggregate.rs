@@ -167,6 +167,13 @@ impl AggregateBuilder {
         Self::default()
     }
 
+    /// An empty aggregate with room for `bytes` of serialized records before it grows.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut b = Self::default();
+        b.records.reserve_exact(bytes);
+        b
+    }
+
     /// User records added.
     pub fn len(&self) -> usize {
         self.count
@@ -213,16 +220,18 @@ impl AggregateBuilder {
     /// Adds a user record.
     pub fn push(&mut self, partition_key: &str, data: &[u8]) {
         let (index, new) = self.key_slot(partition_key);
+        let inner = 1 + encoded_len_varint(index) + field_len(data.len());
+        reserve_zeroizing(&mut self.records, field_len(inner));
         if new {
+            reserve_zeroizing(&mut self.keys, field_len(partition_key.len()));
             put_bytes(&mut self.keys, 1, partition_key.as_bytes());
             self.last_key.zeroize();
             self.last_key.clear();
+            reserve_zeroizing(&mut self.last_key, partition_key.len());
             self.last_key.extend_from_slice(partition_key.as_bytes());
             self.table_len += 1;
         }
         // Record { partition_key_index = 1: index, data = 3: data }
-        let inner = 1 + encoded_len_varint(index) + field_len(data.len());
-        self.records.reserve(field_len(inner));
         self.records.push(3 << 3 | 2);
         encode_varint(inner as u64, &mut self.records);
         self.records.push(1 << 3);
@@ -234,16 +243,49 @@ impl AggregateBuilder {
     /// The serialized aggregate: magic, protobuf, MD5 of the protobuf (zeroized on drop, as the
     /// builder's own copy is).
     pub fn finish(self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(self.serialized_len()));
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&self.keys);
-        out.extend_from_slice(&self.records);
-        let mut md5 = Md5::new();
-        md5.update(&self.keys);
-        md5.update(&self.records);
-        out.extend_from_slice(&md5.finalize());
+        let mut out = self.into_body();
+        let digest = Md5::digest(&out[MAGIC.len()..]);
+        out.extend_from_slice(&digest);
         out
     }
+
+    /// [`Self::finish`] for each builder, in order, computing the MD5s side by side: several
+    /// times faster than one by one once there are five or more.
+    pub fn finish_all(builders: Vec<AggregateBuilder>) -> Vec<Zeroizing<Vec<u8>>> {
+        let mut outs: Vec<_> = builders.into_iter().map(Self::into_body).collect();
+        let protos: Vec<&[u8]> = outs.iter().map(|o| &o[MAGIC.len()..]).collect();
+        let digests = crate::md5_lanes::digest_all(&protos);
+        for (out, digest) in outs.iter_mut().zip(digests) {
+            out.extend_from_slice(&digest);
+        }
+        outs
+    }
+
+    /// Magic and protobuf, with room for the trailer, in the records' own buffer (moved behind
+    /// the magic and the key table, not copied into a new one).
+    fn into_body(mut self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(std::mem::take(&mut self.records));
+        let prefix = MAGIC.len() + self.keys.len();
+        reserve_zeroizing(&mut out, prefix + DIGEST_LEN);
+        let len = out.len();
+        out.resize(len + prefix, 0);
+        out.copy_within(..len, prefix);
+        out[..MAGIC.len()].copy_from_slice(&MAGIC);
+        out[MAGIC.len()..prefix].copy_from_slice(&self.keys);
+        out
+    }
+}
+
+/// Makes room for `additional` more bytes. A buffer that has to move is zeroized where it was
+/// (a plain `reserve` would free the old copy of the plaintext as it is).
+fn reserve_zeroizing(buf: &mut Vec<u8>, additional: usize) {
+    if buf.capacity() - buf.len() >= additional {
+        return;
+    }
+    let mut grown = Vec::with_capacity(buf.len().saturating_add(additional).max(buf.capacity().saturating_mul(2)));
+    grown.extend_from_slice(buf);
+    buf.zeroize();
+    *buf = grown;
 }
 
 /// Appends a length-delimited field: tag, length, bytes.
@@ -262,41 +304,78 @@ fn field_len(len: usize) -> usize {
 /// sub-sequence number). Checks the magic, the MD5, the protobuf and every table index. The
 /// records' data are views of `bytes`.
 pub fn deaggregate(bytes: &bytes::Bytes) -> Result<Vec<UserRecord>, AggregateError> {
+    check_frame(bytes)?;
+    let digest: [u8; DIGEST_LEN] = Md5::digest(&bytes[MAGIC.len()..bytes.len() - DIGEST_LEN]).into();
+    split_verified(bytes, &digest)
+}
+
+/// [`deaggregate`] for each aggregate, in order, computing the MD5s side by side (see
+/// [`AggregateBuilder::finish_all`]).
+pub fn deaggregate_all(aggregates: &[bytes::Bytes]) -> Vec<Result<Vec<UserRecord>, AggregateError>> {
+    let framed: Vec<Result<(), AggregateError>> = aggregates.iter().map(|b| check_frame(b)).collect();
+    let protos: Vec<&[u8]> = aggregates
+        .iter()
+        .zip(&framed)
+        .filter(|(_, f)| f.is_ok())
+        .map(|(b, _)| &b[MAGIC.len()..b.len() - DIGEST_LEN])
+        .collect();
+    let mut digests = crate::md5_lanes::digest_all(&protos).into_iter();
+    aggregates
+        .iter()
+        .zip(framed)
+        .map(|(bytes, framed)| {
+            framed?;
+            let digest = digests.next().ok_or(AggregateError::TooShort(bytes.len()))?;
+            split_verified(bytes, &digest)
+        })
+        .collect()
+}
+
+/// The magic and room for the trailer.
+fn check_frame(bytes: &[u8]) -> Result<(), AggregateError> {
     if bytes.len() < FIXED_OVERHEAD {
         return Err(AggregateError::TooShort(bytes.len()));
     }
     if bytes[..MAGIC.len()] != MAGIC {
         return Err(AggregateError::BadMagic);
     }
-    let proto = bytes.slice(MAGIC.len()..bytes.len() - DIGEST_LEN);
-    let digest = Md5::digest(&proto);
+    Ok(())
+}
+
+/// The user records of a framed aggregate whose protobuf has MD5 `digest`.
+fn split_verified(bytes: &bytes::Bytes, digest: &[u8; DIGEST_LEN]) -> Result<Vec<UserRecord>, AggregateError> {
     if digest[..] != bytes[bytes.len() - DIGEST_LEN..] {
         return Err(AggregateError::DigestMismatch);
     }
+    let proto = bytes.slice(MAGIC.len()..bytes.len() - DIGEST_LEN);
     // Decoding is bounded by the input: every element takes at least two bytes of it.
     // Data fields are views of `bytes` (no copy of the plaintext).
     let message = AggregatedRecord::decode(proto).map_err(|e| AggregateError::Protobuf(e.to_string()))?;
     if message.records.is_empty() {
         return Err(AggregateError::Empty);
     }
-    let AggregatedRecord { partition_key_table: keys, explicit_hash_key_table: hash_keys, records } = message;
+    let AggregatedRecord { partition_key_table: mut keys, explicit_hash_key_table: hash_keys, records } = message;
     // Each user record gets its own copy of its keys: Kinesis' own limits on them bound that
     // copy (and so the memory a hostile aggregate can make us spend) per record.
     check_table("partition key", &keys, crate::record::MAX_PARTITION_KEY_CHARS)?;
     check_table("explicit hash key", &hash_keys, MAX_HASH_KEY_DIGITS)?;
+    // The last record naming a key takes the table's copy (CDC keys are mostly used once).
+    let mut uses = vec![0u32; keys.len()];
+    for r in &records {
+        if let Some(n) = usize::try_from(r.partition_key_index).ok().and_then(|k| uses.get_mut(k)) {
+            *n += 1;
+        }
+    }
     records
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            let partition_key = usize::try_from(r.partition_key_index)
-                .ok()
-                .and_then(|k| keys.get(k))
-                .ok_or(AggregateError::PartitionKeyIndex {
-                    record: i,
-                    index: r.partition_key_index,
-                    table_len: keys.len(),
-                })?
-                .clone();
+            let out_of_range =
+                AggregateError::PartitionKeyIndex { record: i, index: r.partition_key_index, table_len: keys.len() };
+            let k = usize::try_from(r.partition_key_index).map_err(|_| out_of_range.clone())?;
+            let (Some(key), Some(left)) = (keys.get_mut(k), uses.get_mut(k)) else { return Err(out_of_range) };
+            *left -= 1;
+            let partition_key = if *left == 0 { std::mem::take(key) } else { key.clone() };
             let explicit_hash_key = match r.explicit_hash_key_index {
                 None => None,
                 Some(index) => Some(

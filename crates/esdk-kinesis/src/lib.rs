@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
+mod md5_lanes;
 pub mod record;
 
 #[cfg(feature = "aws")]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use esdk::{Client, DefaultCmm, MaterialsManager, RawAesKeyring};
-use esdk_kinesis::aggregate::{bucket_of, deaggregate, AggregateBuilder, AggregateError, MAGIC};
+use esdk_kinesis::aggregate::{bucket_of, deaggregate, deaggregate_all, AggregateBuilder, AggregateError, MAGIC};
 use esdk_kinesis::record::{RecordCodec, RecordHeader, EC_AGGREGATE};
 use proptest::prelude::*;
 
@@ -92,6 +92,55 @@ proptest! {
         match deaggregate(&bytes::Bytes::from(good)) {
             Ok(users) => prop_assert!(!users.is_empty()),
             Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Sealing and splitting many aggregates at once (MD5s side by side) gives what one by one
+    /// gives, whatever their sizes and however many, and a damaged one fails alone.
+    #[test]
+    fn batches_seal_and_split_as_one_by_one(
+        aggregates in proptest::collection::vec(
+            proptest::collection::vec((keys(), proptest::collection::vec(any::<u8>(), 0..300)), 1..12),
+            0..40,
+        ),
+        damage in proptest::collection::vec((any::<proptest::sample::Index>(), 0u8..4), 0..6),
+    ) {
+        let build = |records: &[(String, Vec<u8>)], capacity: bool| {
+            let mut b = if capacity { AggregateBuilder::with_capacity(64) } else { AggregateBuilder::new() };
+            for (k, d) in records {
+                b.push(k, d);
+            }
+            b
+        };
+        let one_by_one: Vec<Vec<u8>> = aggregates.iter().map(|r| build(r, false).finish().to_vec()).collect();
+        let together: Vec<Vec<u8>> =
+            AggregateBuilder::finish_all(aggregates.iter().map(|r| build(r, true)).collect())
+                .iter()
+                .map(|z| z.to_vec())
+                .collect();
+        prop_assert_eq!(&together, &one_by_one);
+        let mut bytes: Vec<bytes::Bytes> = one_by_one.into_iter().map(bytes::Bytes::from).collect();
+        if !bytes.is_empty() {
+            for (at, how) in &damage {
+                let i = at.index(bytes.len());
+                let mut v = bytes[i].to_vec();
+                match how {
+                    0 => { let n = v.len(); v[n - 1] ^= 1; }   // trailer
+                    1 => v[0] ^= 1,                              // magic
+                    2 => v.truncate(v.len().min(10)),            // too short
+                    _ => { let n = v.len(); v[n / 2] ^= 0x40; }  // body (the MD5 no longer matches)
+                }
+                bytes[i] = bytes::Bytes::from(v);
+            }
+        }
+        let split = deaggregate_all(&bytes);
+        prop_assert_eq!(split.len(), bytes.len());
+        for (b, s) in bytes.iter().zip(split) {
+            prop_assert_eq!(s, deaggregate(b));
         }
     }
 }
