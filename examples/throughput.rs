@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example throughput -- --op encrypt|decrypt|floor-encrypt|floor-decrypt|aes-gcm \
 //!     --suite 0x0478|0x0578 --size BYTES --seconds S [--threads T] [--cache] [--repeats R]
-//!     [--workers W] [--frame-length F] [--aggregate N]
+//!     [--workers W] [--frame-length F] [--aggregate N [--batch B]]
 //! ```
 //! Encrypts with `Client::encrypt_into` and decrypts with `Client::decrypt_into`, each into one
 //! reused buffer. Uses a raw AES-256 keyring (behind a caching materials manager with `--cache`). `--threads T`
@@ -19,7 +19,9 @@
 //! `--aggregate N`: each message is a KPL aggregate of N user records of `--size` bytes (as the
 //! Kinesis layer's aggregating producer writes them): `encrypt` builds the aggregate and
 //! encrypts it, `decrypt` decrypts and splits it, `aes-gcm` seals the same aggregate bytes; the
-//! last line adds `records_per_s=…`.
+//! last line adds `records_per_s=…`. `--batch B` (default 16): aggregates are sealed and split B
+//! at a time, as the aggregating producer seals one per bucket of a `put` and a consumer splits
+//! the aggregates of one `GetRecords` answer (their MD5s are computed side by side).
 
 #[path = "../benches/floor.rs"]
 #[allow(dead_code)]
@@ -44,6 +46,7 @@ struct Opts {
     cache: bool,
     repeats: usize,
     aggregate: Option<usize>,
+    batch: usize,
 }
 
 fn parse() -> Result<Opts, String> {
@@ -59,6 +62,7 @@ fn parse() -> Result<Opts, String> {
         cache: false,
         repeats: 5,
         aggregate: None,
+        batch: 16,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -78,6 +82,7 @@ fn parse() -> Result<Opts, String> {
             "--frame-length" => o.frame_length = Some(val()?.parse().map_err(|e| format!("--frame-length: {e}"))?),
             "--repeats" => o.repeats = val()?.parse().map_err(|e| format!("--repeats: {e}"))?,
             "--cache" => o.cache = true,
+            "--batch" => o.batch = val()?.parse().map_err(|e| format!("--batch: {e}"))?,
             "--aggregate" => o.aggregate = Some(val()?.parse().map_err(|e| format!("--aggregate: {e}"))?),
             _ => return Err(format!("unknown argument {a}")),
         }
@@ -89,10 +94,11 @@ fn parse() -> Result<Opts, String> {
         || o.workers == 0
         || o.frame_length == Some(0)
         || o.repeats == 0
+        || o.batch == 0
         || o.seconds.is_nan()
         || o.seconds <= 0.0
     {
-        return Err("--threads, --workers, --frame-length, --repeats and --seconds must be positive".into());
+        return Err("--threads, --workers, --frame-length, --repeats, --batch and --seconds must be positive".into());
     }
     Ok(o)
 }
@@ -154,6 +160,7 @@ fn main() {
                     records.clone(),
                 );
                 let aggregated = o.aggregate.is_some();
+                let batch = if aggregated && matches!(o.op.as_str(), "encrypt" | "decrypt") { o.batch } else { 1 };
                 std::thread::spawn(move || {
                     let mut n = 0u64;
                     let mut buf = vec![0u8; plaintext.len()];
@@ -164,31 +171,42 @@ fn main() {
                     while start.elapsed() < per_repeat {
                         for _ in 0..8 {
                             match op.as_str() {
-                                "encrypt" if aggregated => client
-                                    .encrypt_into_blocking(&*cmm, &aggregate(&records), &ec, &mut message_buf)
-                                    .expect("encrypt"),
+                                "encrypt" if aggregated => {
+                                    let builders = (0..batch).map(|_| builder(&records)).collect();
+                                    for plaintext in esdk_kinesis::aggregate::AggregateBuilder::finish_all(builders) {
+                                        client
+                                            .encrypt_into_blocking(&*cmm, &plaintext, &ec, &mut message_buf)
+                                            .expect("encrypt");
+                                    }
+                                }
                                 "encrypt" => client
                                     .encrypt_into_blocking(&*cmm, &plaintext, &ec, &mut message_buf)
                                     .expect("encrypt"),
-                                "decrypt" => {
-                                    client
-                                        .decrypt_into_blocking(&*cmm, &message, None, &mut plain_buf)
-                                        .expect("decrypt");
-                                    if aggregated {
-                                        // As the consumer does: the plaintext becomes the owner
-                                        // of the user records' views, zeroized when they drop.
-                                        let owned = bytes::Bytes::from_owner(zeroize::Zeroizing::new(std::mem::take(
-                                            &mut plain_buf,
-                                        )));
-                                        let users = esdk_kinesis::aggregate::deaggregate(&owned).expect("aggregate");
-                                        assert_eq!(users.len(), records.len());
+                                "decrypt" if aggregated => {
+                                    // As the consumer does: each plaintext becomes the owner of
+                                    // its user records' views, zeroized when they drop.
+                                    let owned: Vec<bytes::Bytes> = (0..batch)
+                                        .map(|_| {
+                                            let mut plain = Vec::new();
+                                            client
+                                                .decrypt_into_blocking(&*cmm, &message, None, &mut plain)
+                                                .expect("decrypt");
+                                            bytes::Bytes::from_owner(zeroize::Zeroizing::new(plain))
+                                        })
+                                        .collect();
+                                    for users in esdk_kinesis::aggregate::deaggregate_all(&owned) {
+                                        assert_eq!(users.expect("aggregate").len(), records.len());
                                     }
                                 }
+                                "decrypt" => client
+                                    .decrypt_into_blocking(&*cmm, &message, None, &mut plain_buf)
+                                    .map(drop)
+                                    .expect("decrypt"),
                                 "floor-encrypt" => floor.encrypt(&mut buf, signed),
                                 "aes-gcm" => floor::Floor::gcm_only(&gcm, &mut buf),
                                 _ => floor.decrypt(&mut out, signed),
                             }
-                            n += 1;
+                            n += batch as u64;
                         }
                     }
                     n
@@ -228,9 +246,14 @@ fn user_records(n: usize, size: usize) -> Vec<(String, Vec<u8>)> {
 
 /// The KPL aggregate of `records`, as the aggregating producer builds it.
 fn aggregate(records: &[(String, Vec<u8>)]) -> zeroize::Zeroizing<Vec<u8>> {
-    let mut b = esdk_kinesis::aggregate::AggregateBuilder::new();
+    builder(records).finish()
+}
+
+fn builder(records: &[(String, Vec<u8>)]) -> esdk_kinesis::aggregate::AggregateBuilder {
+    let bytes = records.iter().map(|(k, d)| k.len() + d.len() + 16).sum();
+    let mut b = esdk_kinesis::aggregate::AggregateBuilder::with_capacity(bytes);
     for (k, d) in records {
         b.push(k, d);
     }
-    b.finish()
+    b
 }

@@ -70,8 +70,9 @@ struct Open {
 }
 
 impl Open {
-    fn new() -> Self {
-        Self { builder: AggregateBuilder::new(), members: Vec::new(), earliest: None }
+    /// An aggregate with room for `bytes`.
+    fn new(bytes: usize) -> Self {
+        Self { builder: AggregateBuilder::with_capacity(bytes), members: Vec::new(), earliest: None }
     }
 }
 
@@ -197,13 +198,19 @@ impl AggregatingProducer {
         report: &mut PutReport,
     ) -> Vec<Sealed> {
         let mut open: Vec<Option<Open>> = (0..self.outer_keys.len()).map(|_| None).collect();
-        let mut sealed = Vec::new();
-        let seal = |bucket: usize, o: Open, sealed: &mut Vec<Sealed>| {
-            sealed.push(Sealed { bucket, bytes: o.builder.finish(), members: o.members, earliest: o.earliest })
-        };
-        for (i, &(key, payload, commit_time)) in records.iter().enumerate() {
-            let bucket = bucket_of(key, self.config.buckets) as usize;
+        // Full aggregates, sealed together at the end (their MD5s are computed side by side).
+        let mut full: Vec<(usize, Open)> = Vec::new();
+        // Bytes each bucket's records still need (an upper bound), so that an aggregate is
+        // allocated once at its final size rather than grown.
+        let buckets: Vec<usize> = records.iter().map(|r| bucket_of(r.0, self.config.buckets) as usize).collect();
+        let mut need = vec![0usize; self.outer_keys.len()];
+        for (&bucket, &(key, payload, _)) in buckets.iter().zip(records) {
+            need[bucket] = need[bucket].saturating_add(AggregateBuilder::single_len(key, payload.len()));
+        }
+        for (i, (&(key, payload, commit_time), &bucket)) in records.iter().zip(&buckets).enumerate() {
             let budget = budgets[bucket] as usize;
+            let room = need[bucket].min(budget);
+            need[bucket] -= AggregateBuilder::single_len(key, payload.len());
             if AggregateBuilder::single_len(key, payload.len()) > budget {
                 // The message around the aggregate takes what the budget leaves of the limit.
                 let limit = u64::from(self.producer.codec().record_limit());
@@ -222,13 +229,13 @@ impl AggregatingProducer {
                 });
                 continue;
             }
-            let o = open[bucket].get_or_insert_with(Open::new);
+            let o = open[bucket].get_or_insert_with(|| Open::new(room));
             if !o.builder.is_empty()
                 && (o.builder.serialized_len_with(key, payload.len()) > budget
                     || o.builder.len() >= self.config.max_records)
             {
-                if let Some(full) = open[bucket].replace(Open::new()) {
-                    seal(bucket, full, &mut sealed);
+                if let Some(done) = open[bucket].replace(Open::new(room)) {
+                    full.push((bucket, done));
                 }
             }
             let Some(o) = open[bucket].as_mut() else { continue };
@@ -241,10 +248,16 @@ impl AggregatingProducer {
         }
         for (bucket, o) in open.into_iter().enumerate() {
             if let Some(o) = o.filter(|o| !o.builder.is_empty()) {
-                seal(bucket, o, &mut sealed);
+                full.push((bucket, o));
             }
         }
-        sealed
+        let (meta, builders): (Vec<_>, Vec<_>) =
+            full.into_iter().map(|(bucket, o)| ((bucket, o.members, o.earliest), o.builder)).unzip();
+        AggregateBuilder::finish_all(builders)
+            .into_iter()
+            .zip(meta)
+            .map(|(bytes, (bucket, members, earliest))| Sealed { bucket, bytes, members, earliest })
+            .collect()
     }
 
     async fn send(

@@ -42,7 +42,7 @@ use esdk::context::EncryptionContext;
 use esdk::error::Error;
 use esdk::Backend;
 
-use crate::aggregate::deaggregate;
+use crate::aggregate::{deaggregate_all, AggregateError, UserRecord};
 use crate::control::{ConsumerPosition, ControlTable};
 use crate::reader::{Advance, Batch, ReaderConfig, ShardPosition, StartPosition, StreamReader};
 use crate::record::{parse_commit_time, AGGREGATE_FORMAT, EC_AGGREGATE, EC_COMMIT_TIME};
@@ -199,6 +199,22 @@ enum Opened {
     Aggregate(Vec<DeliveredRecord>),
 }
 
+/// A record of a batch after decryption: held back behind a transient failure of its key, or
+/// opened (or failed).
+enum Prepared {
+    Held,
+    Opened(Result<Opened, KinesisError>),
+}
+
+/// A decrypted record before it is split.
+struct Decrypted {
+    plaintext: Bytes,
+    commit_time: Option<SystemTime>,
+    aggregated: bool,
+    message_id: Vec<u8>,
+    context: Arc<EncryptionContext>,
+}
+
 impl Consumer {
     /// A consumer decrypting with `cmm` (e.g. a caching CMM over an MRK-aware strict keyring that
     /// lists only this Region's key ARN) under `client`'s policy and limits.
@@ -329,37 +345,85 @@ impl Consumer {
         id
     }
 
-    /// Decrypts one record, checks its context, splits it if it is an aggregate.
-    async fn open_record(&self, r: &SourceRecord) -> Result<Opened, KinesisError> {
+    /// Decrypts one record and checks its context.
+    async fn decrypt_record(&self, r: &SourceRecord) -> Result<Decrypted, KinesisError> {
         let d = self.client.decrypt(self.cmm.as_ref(), &r.data, None).await?;
         self.check_context(&d.encryption_context)?;
-        let plaintext = Bytes::from_owner(d.plaintext);
-        let commit_time = d.encryption_context.get(EC_COMMIT_TIME).and_then(|t| parse_commit_time(t).ok());
-        let aggregated = d.encryption_context.get(EC_AGGREGATE) == Some(AGGREGATE_FORMAT);
-        let context = Arc::new(d.encryption_context);
-        let message_id = d.header.message_id().to_vec();
+        Ok(Decrypted {
+            plaintext: Bytes::from_owner(d.plaintext),
+            commit_time: d.encryption_context.get(EC_COMMIT_TIME).and_then(|t| parse_commit_time(t).ok()),
+            aggregated: d.encryption_context.get(EC_AGGREGATE) == Some(AGGREGATE_FORMAT),
+            message_id: d.header.message_id().to_vec(),
+            context: Arc::new(d.encryption_context),
+        })
+    }
+
+    /// The delivered records of a decrypted record: itself, or the user records of its
+    /// aggregate (`users`, split beforehand).
+    fn delivered(
+        &self,
+        r: &SourceRecord,
+        d: Decrypted,
+        users: Option<Result<Vec<UserRecord>, AggregateError>>,
+    ) -> Result<Opened, KinesisError> {
         let record = |sub: Option<u64>, key: String, plaintext: Bytes| {
-            let mut d = DeliveredRecord {
+            let mut out = DeliveredRecord {
                 shard_id: r.shard_id.clone(),
                 sequence_number: r.sequence_number.clone(),
                 sub_sequence: sub,
                 partition_key: key,
-                message_id: message_id.clone(),
+                message_id: d.message_id.clone(),
                 plaintext,
-                encryption_context: context.clone(),
-                commit_time,
+                encryption_context: d.context.clone(),
+                commit_time: d.commit_time,
                 identity: [0; 16],
             };
-            d.identity = self.identity_of(&d);
-            d
+            out.identity = self.identity_of(&out);
+            out
         };
-        if !aggregated {
-            return Ok(Opened::Single(record(None, r.partition_key.clone(), plaintext)));
+        match users {
+            None => Ok(Opened::Single(record(None, r.partition_key.clone(), d.plaintext.clone()))),
+            Some(users) => Ok(Opened::Aggregate(
+                users?.into_iter().enumerate().map(|(i, u)| record(Some(i as u64), u.partition_key, u.data)).collect(),
+            )),
         }
-        let users = deaggregate(&plaintext)?;
-        Ok(Opened::Aggregate(
-            users.into_iter().enumerate().map(|(i, u)| record(Some(i as u64), u.partition_key, u.data)).collect(),
-        ))
+    }
+
+    /// Decrypts `records` in order, except those of a key a transient failure blocked, then
+    /// splits the aggregates among them together (their MD5s side by side). Records past the
+    /// batch's user-record limit are decrypted too and then read again: that costs CPU, not
+    /// KMS calls (their data keys are the cached ones of the records before them).
+    async fn open_all(&self, records: &[SourceRecord]) -> Vec<Prepared> {
+        let mut blocked: HashSet<&str> = HashSet::new();
+        let mut decrypted = Vec::with_capacity(records.len());
+        for r in records {
+            if blocked.contains(r.partition_key.as_str()) {
+                decrypted.push(None);
+                continue;
+            }
+            let d = self.decrypt_record(r).await;
+            if matches!(&d, Err(e) if e.is_retryable()) {
+                blocked.insert(r.partition_key.as_str());
+            }
+            decrypted.push(Some(d));
+        }
+        let aggregates: Vec<Bytes> =
+            decrypted.iter().flatten().flatten().filter(|d| d.aggregated).map(|d| d.plaintext.clone()).collect();
+        let mut split = deaggregate_all(&aggregates).into_iter();
+        drop(aggregates);
+        records
+            .iter()
+            .zip(decrypted)
+            .map(|(r, d)| match d {
+                None => Prepared::Held,
+                Some(Err(e)) => Prepared::Opened(Err(e)),
+                Some(Ok(d)) => {
+                    let users =
+                        if d.aggregated { Some(split.next().unwrap_or(Err(AggregateError::Empty))) } else { None };
+                    Prepared::Opened(self.delivered(r, d, users))
+                }
+            })
+            .collect()
     }
 
     /// Decrypts a batch, without remembering anything: records whose identity was delivered
@@ -374,7 +438,8 @@ impl Consumer {
         let mut stopped: HashSet<&str> = HashSet::new();
         let mut full = false;
         let resume = self.inside.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for r in records {
+        let prepared = self.open_all(records).await;
+        for (r, prepared) in records.iter().zip(prepared) {
             let shard = r.shard_id.as_str();
             if full {
                 // Past the batch's user-record limit: read again next time.
@@ -386,7 +451,13 @@ impl Consumer {
                 stopped.insert(shard);
                 continue;
             }
-            let opened = match self.open_record(r).await {
+            let Prepared::Opened(opened) = prepared else {
+                // Held back in `open_all`: its key is blocked here too.
+                out.held_back.push((r.shard_id.clone(), r.sequence_number.clone()));
+                stopped.insert(shard);
+                continue;
+            };
+            let opened = match opened {
                 Ok(o) => o,
                 Err(error) => {
                     let failure = RecordFailure {
