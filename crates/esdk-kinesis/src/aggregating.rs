@@ -135,11 +135,13 @@ impl AggregatingProducer {
         &self.outer_keys[bucket_of(partition_key, self.config.buckets) as usize]
     }
 
-    async fn budgets(&self) -> crate::Result<Vec<u64>> {
+    /// The budgets, computed at the first `put` with the materials of its earliest record's
+    /// aggregate.
+    async fn budgets(&self, earliest: Option<SystemTime>) -> crate::Result<Vec<u64>> {
         if let Some(b) = self.budgets.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             return Ok(b);
         }
-        let b = self.producer.codec().aggregate_budgets(&self.outer_keys).await?;
+        let b = self.producer.codec().aggregate_budgets(&self.outer_keys, earliest).await?;
         *self.budgets.lock().unwrap_or_else(|p| p.into_inner()) = Some(b.clone());
         Ok(b)
     }
@@ -160,7 +162,7 @@ impl AggregatingProducer {
         if let Err(e) = self.producer.check_region().await {
             return PutReport::refused(records.iter().map(|r| r.0), &e);
         }
-        let budgets = match self.budgets().await {
+        let budgets = match self.budgets(records.iter().filter_map(|r| r.2).min()).await {
             Ok(b) => b,
             Err(e) => return PutReport::refused(records.iter().map(|r| r.0), &e),
         };

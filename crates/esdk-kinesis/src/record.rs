@@ -297,10 +297,18 @@ impl RecordCodec {
     /// The largest aggregate (plaintext bytes) that fits in one record under each of
     /// `partition_keys` (the key counts against the record limit): computed from the header the
     /// codec would write (materials are obtained once, nothing is encrypted). The header has
-    /// the same length for every commit time of the codec's mode.
-    pub async fn aggregate_budgets(&self, partition_keys: &[String]) -> Result<Vec<u64>> {
-        let context = self.aggregate_context(Some(UNIX_EPOCH))?;
-        let header = self.client.encryption_header(self.cmm.as_ref(), &context, None).await?;
+    /// the same length for every commit time of the codec's mode, so any `commit_time` gives
+    /// the same budgets: pass the earliest of the first aggregate to encrypt, whose context the
+    /// materials are then for (a caching CMM hands them to it; no data key is fetched only for
+    /// the budgets). `None` takes the epoch's.
+    pub async fn aggregate_budgets(
+        &self,
+        partition_keys: &[String],
+        commit_time: Option<SystemTime>,
+    ) -> Result<Vec<u64>> {
+        let context = self.aggregate_context(Some(commit_time.unwrap_or(UNIX_EPOCH)))?;
+        // A length (nothing is encrypted: 0 bytes), or a caching CMM would bypass its cache.
+        let header = self.client.encryption_header(self.cmm.as_ref(), &context, Some(0)).await?;
         partition_keys
             .iter()
             .map(|key| {

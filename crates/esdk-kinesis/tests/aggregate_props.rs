@@ -61,7 +61,7 @@ proptest! {
         sizes in proptest::collection::vec(1usize..3000, 1..40),
     ) {
         let codec = codec();
-        let budget = block_on(codec.aggregate_budgets(std::slice::from_ref(&key))).unwrap()[0] as usize;
+        let budget = block_on(codec.aggregate_budgets(std::slice::from_ref(&key), Some(SystemTime::now()))).unwrap()[0] as usize;
         // Fill an aggregate as the producer does; it encrypts to at most the limit, key counted.
         let mut b = AggregateBuilder::new();
         for (i, s) in sizes.iter().enumerate() {
@@ -145,12 +145,35 @@ proptest! {
     }
 }
 
+/// Sizing aggregates gets the materials of the first aggregate's context, through the cache:
+/// it costs no data key of its own (a producer's KMS calls stay those of its commit windows).
+#[test]
+fn budgets_use_the_materials_of_the_first_aggregate() {
+    let raw: Arc<dyn MaterialsManager> =
+        Arc::new(DefaultCmm::new(RawAesKeyring::new("ns", "agg", &[3u8; 32]).unwrap()));
+    let caching = Arc::new(
+        esdk::CachingCmm::new(raw, Arc::new(esdk::LocalCache::new(8).unwrap()), Duration::from_secs(60)).unwrap(),
+    );
+    let codec = RecordCodec::builder(caching.clone(), "orders", "us-east-1")
+        .commit_time(esdk_kinesis::record::CommitTimeInContext::Window(Duration::from_secs(60)))
+        .record_limit(64 * 1024)
+        .build()
+        .unwrap();
+    let t = UNIX_EPOCH + Duration::from_secs(1_700_000_030);
+    block_on(codec.aggregate_budgets(&["outer".to_owned()], Some(t))).unwrap();
+    let mut b = AggregateBuilder::new();
+    b.push("k", b"v");
+    block_on(codec.encrypt_aggregate("outer", &b.finish(), Some(t + Duration::from_secs(5)))).unwrap();
+    let stats = caching.stats();
+    assert_eq!((stats.underlying_calls, stats.hits, stats.bypasses), (1, 1, 0), "{stats:?}");
+}
+
 #[test]
 fn a_budget_too_small_for_anything_is_an_error_and_keys_spread_over_buckets() {
     let cmm: Arc<dyn MaterialsManager> =
         Arc::new(DefaultCmm::new(RawAesKeyring::new("ns", "agg", &[3u8; 32]).unwrap()));
     let tiny = RecordCodec::builder(cmm, "orders", "us-east-1").record_limit(100).build().unwrap();
-    let err = block_on(tiny.aggregate_budgets(&["k".to_owned()])).unwrap_err();
+    let err = block_on(tiny.aggregate_budgets(&["k".to_owned()], None)).unwrap_err();
     assert_eq!(err.kind(), esdk::ErrorKind::TooLargeAfterEncryption, "{err}");
     let mut counts = [0u32; 16];
     for i in 0..16_000 {
