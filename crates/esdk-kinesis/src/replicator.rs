@@ -15,8 +15,7 @@
 //! **Checkpoints and the failover watermark.** After the destination acknowledged the records,
 //! each shard's checkpoint moves to the last record before its first failure, with a
 //! *watermark*: the smallest commit time over the last [`WATERMARK_WINDOW`] records read from the
-//! shard (an aggregate, whose commit time bounds all its user records, counts as all of them),
-//! and of every record read from it but not yet replicated. Commit times come from headers that
+//! shard, and of every record read from it but not yet replicated. Commit times come from headers that
 //! nothing has authenticated at this point, so each is first clamped to the record's
 //! `ApproximateArrivalTimestamp` (assigned by Kinesis) plus [`DEFAULT_CLOCK_SKEW`]: a forged
 //! future commit time cannot push the watermark ahead of real time, and a forged past one only
@@ -472,7 +471,7 @@ impl Replicator {
             }
         }
 
-        self.checkpoint(records, ends, &commit_times, &aggregates, failed, &mut outcome).await?;
+        self.checkpoint(records, ends, &commit_times, failed, &mut outcome).await?;
         self.count(&outcome, source_active);
         Ok(outcome)
     }
@@ -531,7 +530,6 @@ impl Replicator {
         records: &[SourceRecord],
         ends: &[(&str, Option<&str>)],
         commit_times: &[Option<SystemTime>],
-        aggregates: &[bool],
         mut failed: Vec<Option<KinesisError>>,
         outcome: &mut BatchOutcome,
     ) -> Result<()> {
@@ -567,7 +565,7 @@ impl Replicator {
                 let replicated = progress[shard].failed_at.is_none_or(|f| i < f);
                 let window = windows.entry(shard.to_owned()).or_default();
                 match (commit_times[i], replicated) {
-                    (Some(t), true) => window.push(t, aggregates[i]),
+                    (Some(t), true) => window.push(t),
                     (Some(t), false) => {
                         let m = pending.entry(shard).or_insert(t);
                         *m = (*m).min(t);
@@ -787,14 +785,10 @@ async fn retry_later(e: &KinesisError, what: &str, cfg: &ReaderConfig, attempt: 
     *attempt = attempt.saturating_add(1);
 }
 
-/// The minimum of the values pushed for the last [`WATERMARK_WINDOW`] records (a monotonic
-/// deque: O(1) amortized). An aggregate counts as a whole window by itself: its commit time is
-/// already the lower bound of every user record inside, so the records of the aggregates before
-/// it need not hold the watermark back (they would, by up to a commit window each, and make a
-/// failover replay many more records than one-record-per-message does).
+/// The minimum of the last [`WATERMARK_WINDOW`] values pushed (a monotonic deque: O(1) amortized).
 #[derive(Default)]
 struct TrailingMin {
-    /// (index of the last record slot a value covers, value), values increasing front to back.
+    /// (push index, value), values increasing from front to back.
     mins: VecDeque<(u64, SystemTime)>,
     pushed: u64,
     /// Arrival of the last record that was not pushed (a replica or a refused record).
@@ -802,15 +796,13 @@ struct TrailingMin {
 }
 
 impl TrailingMin {
-    /// Pushes the commit time of one record, or of an aggregate (a whole window).
-    fn push(&mut self, t: SystemTime, aggregate: bool) {
-        let weight = if aggregate { WATERMARK_WINDOW as u64 } else { 1 };
+    fn push(&mut self, t: SystemTime) {
         while self.mins.back().is_some_and(|&(_, v)| v >= t) {
             self.mins.pop_back();
         }
-        self.pushed += weight;
-        self.mins.push_back((self.pushed - 1, t));
-        while self.mins.front().is_some_and(|&(last, _)| last + (WATERMARK_WINDOW as u64) < self.pushed) {
+        self.mins.push_back((self.pushed, t));
+        self.pushed += 1;
+        while self.mins.front().is_some_and(|&(i, _)| i + (WATERMARK_WINDOW as u64) < self.pushed) {
             self.mins.pop_front();
         }
     }
@@ -830,35 +822,16 @@ mod tests {
         let t = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
         let mut w = TrailingMin::default();
         assert_eq!(w.min(), None);
-        w.push(t(10), false);
-        w.push(t(5), false);
-        w.push(t(20), false);
+        w.push(t(10));
+        w.push(t(5));
+        w.push(t(20));
         assert_eq!(w.min(), Some(t(5)));
         for i in 0..WATERMARK_WINDOW as u64 {
-            w.push(t(100 + i), false);
+            w.push(t(100 + i));
         }
         assert_eq!(w.min(), Some(t(100)), "5 and 20 are older than the window");
         // A forged far-future value among normal ones does not raise the minimum.
-        w.push(t(1_000_000), false);
+        w.push(t(1_000_000));
         assert_eq!(w.min(), Some(t(101)));
-    }
-
-    #[test]
-    fn an_aggregate_is_a_window_by_itself() {
-        let t = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
-        let mut w = TrailingMin::default();
-        w.push(t(10), true);
-        w.push(t(70), true);
-        assert_eq!(w.min(), Some(t(70)), "the earlier aggregate's records are all before 70");
-        // Single records after it: the aggregate stays in the window until 8 of them follow.
-        for i in 0..WATERMARK_WINDOW as u64 - 1 {
-            w.push(t(200 + i), false);
-            assert_eq!(w.min(), Some(t(70)));
-        }
-        w.push(t(300), false);
-        assert_eq!(w.min(), Some(t(200)));
-        // An aggregate older than the singles before it lowers the minimum, as any record does.
-        w.push(t(150), true);
-        assert_eq!(w.min(), Some(t(150)));
     }
 }
