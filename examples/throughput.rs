@@ -187,7 +187,9 @@ fn main() {
                                     // its user records' views, zeroized when they drop.
                                     let owned: Vec<bytes::Bytes> = (0..batch)
                                         .map(|_| {
-                                            let mut plain = Vec::new();
+                                            // Sized up front: a growing buffer would free
+                                            // unzeroized copies of the plaintext.
+                                            let mut plain = Vec::with_capacity(plaintext.len());
                                             client
                                                 .decrypt_into_blocking(&*cmm, &message, None, &mut plain)
                                                 .expect("decrypt");

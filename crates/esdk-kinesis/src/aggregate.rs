@@ -360,7 +360,7 @@ fn split_verified(bytes: &bytes::Bytes, digest: &[u8; DIGEST_LEN]) -> Result<Vec
     check_table("partition key", &keys, crate::record::MAX_PARTITION_KEY_CHARS)?;
     check_table("explicit hash key", &hash_keys, MAX_HASH_KEY_DIGITS)?;
     // The last record naming a key takes the table's copy (CDC keys are mostly used once).
-    let mut uses = vec![0u32; keys.len()];
+    let mut uses = vec![0usize; keys.len()];
     for r in &records {
         if let Some(n) = usize::try_from(r.partition_key_index).ok().and_then(|k| uses.get_mut(k)) {
             *n += 1;

@@ -20,11 +20,11 @@
 //! largest payload that fits.
 
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::aggregate::{bucket_of, bucket_partition_key, AggregateBuilder};
+use crate::aggregate::{bucket_of, bucket_partition_key, AggregateBuilder, FIXED_OVERHEAD};
 use crate::producer::{FailedRecord, Producer, PutRecordResult, PutReport};
 use crate::put::{put_ordered, EntryOutcome};
 use crate::record::EncryptedRecord;
@@ -162,7 +162,9 @@ impl AggregatingProducer {
         if let Err(e) = self.producer.check_region().await {
             return PutReport::refused(records.iter().map(|r| r.0), &e);
         }
-        let budgets = match self.budgets(records.iter().filter_map(|r| r.2).min()).await {
+        // A commit time the context cannot carry (before 1970) fails its aggregate, not the budgets.
+        let earliest = records.iter().filter_map(|r| r.2).filter(|t| *t >= UNIX_EPOCH).min();
+        let budgets = match self.budgets(earliest).await {
             Ok(b) => b,
             Err(e) => return PutReport::refused(records.iter().map(|r| r.0), &e),
         };
@@ -202,17 +204,24 @@ impl AggregatingProducer {
         let mut open: Vec<Option<Open>> = (0..self.outer_keys.len()).map(|_| None).collect();
         // Full aggregates, sealed together at the end (their MD5s are computed side by side).
         let mut full: Vec<(usize, Open)> = Vec::new();
-        // Bytes each bucket's records still need (an upper bound), so that an aggregate is
-        // allocated once at its final size rather than grown.
+        // Bytes each bucket's records still need (an upper bound: a key table entry per record),
+        // and how many there are, so that an aggregate is allocated once at about its final size
+        // (at most the budget, or `max_records` records of the bucket's average) rather than grown.
         let buckets: Vec<usize> = records.iter().map(|r| bucket_of(r.0, self.config.buckets) as usize).collect();
-        let mut need = vec![0usize; self.outer_keys.len()];
+        let entry = |key: &str, payload: &[u8]| AggregateBuilder::single_len(key, payload.len()) - FIXED_OVERHEAD;
+        let mut need = vec![(0usize, 0usize); self.outer_keys.len()];
         for (&bucket, &(key, payload, _)) in buckets.iter().zip(records) {
-            need[bucket] = need[bucket].saturating_add(AggregateBuilder::single_len(key, payload.len()));
+            let (bytes, count) = &mut need[bucket];
+            *bytes = bytes.saturating_add(entry(key, payload));
+            *count += 1;
         }
         for (i, (&(key, payload, commit_time), &bucket)) in records.iter().zip(&buckets).enumerate() {
             let budget = budgets[bucket] as usize;
-            let room = need[bucket].min(budget);
-            need[bucket] -= AggregateBuilder::single_len(key, payload.len());
+            let (bytes, count) = &mut need[bucket];
+            let by_count = (*bytes / (*count).max(1) + 1).saturating_mul(self.config.max_records);
+            let room = FIXED_OVERHEAD + (*bytes).min(budget).min(by_count);
+            *bytes -= entry(key, payload);
+            *count -= 1;
             if AggregateBuilder::single_len(key, payload.len()) > budget {
                 // The message around the aggregate takes what the budget leaves of the limit.
                 let limit = u64::from(self.producer.codec().record_limit());

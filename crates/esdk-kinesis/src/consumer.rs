@@ -199,6 +199,9 @@ enum Opened {
     Aggregate(Vec<DeliveredRecord>),
 }
 
+/// Records decrypted, then split, together (enough aggregates to fill the MD5 lanes).
+const OPEN_CHUNK: usize = 16;
+
 /// A record of a batch after decryption: held back behind a transient failure of its key, or
 /// opened (or failed).
 enum Prepared {
@@ -389,21 +392,21 @@ impl Consumer {
         }
     }
 
-    /// Decrypts `records` in order, except those of a key a transient failure blocked, then
-    /// splits the aggregates among them together (their MD5s side by side). Records past the
-    /// batch's user-record limit are decrypted too and then read again: that costs CPU, not
-    /// KMS calls (their data keys are the cached ones of the records before them).
-    async fn open_all(&self, records: &[SourceRecord]) -> Vec<Prepared> {
-        let mut blocked: HashSet<&str> = HashSet::new();
+    /// Decrypts `records` (a chunk of a batch) in order, except those of a key a transient
+    /// failure blocked (before, in `blocked`, or in the chunk), then splits the aggregates among
+    /// them together (their MD5s side by side).
+    async fn open_chunk<'r>(&self, records: &'r [SourceRecord], blocked: &HashSet<&str>) -> Vec<Prepared> {
+        let mut blocked_here: HashSet<&'r str> = HashSet::new();
         let mut decrypted = Vec::with_capacity(records.len());
         for r in records {
-            if blocked.contains(r.partition_key.as_str()) {
+            let key = r.partition_key.as_str();
+            if blocked.contains(key) || blocked_here.contains(key) {
                 decrypted.push(None);
                 continue;
             }
             let d = self.decrypt_record(r).await;
             if matches!(&d, Err(e) if e.is_retryable()) {
-                blocked.insert(r.partition_key.as_str());
+                blocked_here.insert(key);
             }
             decrypted.push(Some(d));
         }
@@ -438,8 +441,12 @@ impl Consumer {
         let mut stopped: HashSet<&str> = HashSet::new();
         let mut full = false;
         let resume = self.inside.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let prepared = self.open_all(records).await;
-        for (r, prepared) in records.iter().zip(prepared) {
+        // Records are decrypted and split a chunk at a time, as the loop reaches them: once the
+        // batch's user-record limit is reached nothing more is opened (at most the rest of a
+        // chunk was, in vain), so memory and work stay bounded by the limit.
+        let mut prepared: Vec<Option<Prepared>> = (0..records.len()).map(|_| None).collect();
+        let mut opened_to = 0;
+        for (i, r) in records.iter().enumerate() {
             let shard = r.shard_id.as_str();
             if full {
                 // Past the batch's user-record limit: read again next time.
@@ -451,8 +458,16 @@ impl Consumer {
                 stopped.insert(shard);
                 continue;
             }
-            let Prepared::Opened(opened) = prepared else {
-                // Held back in `open_all`: its key is blocked here too.
+            if i >= opened_to {
+                let end = records.len().min(i + OPEN_CHUNK);
+                let chunk = self.open_chunk(&records[i..end], &blocked_keys).await;
+                for (slot, p) in prepared[i..end].iter_mut().zip(chunk) {
+                    *slot = Some(p);
+                }
+                opened_to = end;
+            }
+            let Some(Prepared::Opened(opened)) = prepared[i].take() else {
+                // Held back in `open_chunk`: its key is blocked here too.
                 out.held_back.push((r.shard_id.clone(), r.sequence_number.clone()));
                 stopped.insert(shard);
                 continue;

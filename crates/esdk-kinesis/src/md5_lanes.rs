@@ -6,11 +6,13 @@
 //! carries one message, and the same step of every lane is computed together, on plain arrays
 //! that the compiler turns into SIMD instructions (SSE2 on any x86-64, NEON on aarch64; no
 //! `unsafe`, no target features). A lane whose message ends takes the next one, so messages of
-//! any lengths share the work. When too few messages remain to fill the lanes, each finishes on
-//! the single-message compressor of the `md-5` crate, which this module is checked against.
+//! any lengths share the work. When fewer than [`MIN_BUSY`] lanes are still busy, each finishes
+//! on the single-message compressor of the `md-5` crate, which this module is checked against.
 //!
-//! A producer seals one aggregate per shard of a `PutRecords` batch and a consumer reads many
-//! from one `GetRecords` answer, so batches of messages are the usual case.
+//! A producer seals one aggregate per bucket of a `put` and a consumer splits many from one
+//! `GetRecords` answer, so batches of messages are the usual case. Copies of message bytes this
+//! module makes (the padded tails, the words of the blocks in flight) are zeroized when done,
+//! except what moves through registers and the stack as any hash function's state does.
 
 use md5::block_api::compress;
 use md5::{Digest, Md5};

@@ -38,4 +38,9 @@ fn demo_pipeline_runs_end_to_end_against_the_endpoint() {
     let counts: Vec<u64> = kms_line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
     assert_eq!(counts.len(), 4, "{kms_line}");
     assert!(counts.iter().all(|&c| c <= 20), "{kms_line}");
+    // Each producer fetches at most one data key per commit window it encrypts.
+    let windows_line = stdout.lines().find(|l| l.starts_with("commit windows encrypted")).unwrap();
+    let windows: Vec<u64> = windows_line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    assert_eq!(windows.len(), 2, "{windows_line}");
+    assert!(counts[0] <= windows[0] && counts[2] <= windows[1], "{kms_line}\n{windows_line}");
 }
