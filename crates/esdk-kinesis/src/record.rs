@@ -64,7 +64,9 @@ impl Default for CommitTimeInContext {
 }
 
 impl CommitTimeInContext {
-    fn render(self, t: SystemTime) -> Result<Option<String>> {
+    /// The context value written for commit time `t` (`None` for [`Self::Omit`]): records with
+    /// the same value share a data key under a caching materials manager.
+    pub fn render(self, t: SystemTime) -> Result<Option<String>> {
         let since = t.duration_since(UNIX_EPOCH).map_err(|_| {
             Error::InvalidConfig("commit time is before 1970-01-01; pass the record's real commit time".into())
         })?;
