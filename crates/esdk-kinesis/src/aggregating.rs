@@ -11,14 +11,20 @@
 //! destination may place in shards it reads in parallel. With shards that split the hash space
 //! evenly (the default), a bucket's outer key lands in the shard its user keys hash to.
 //!
-//! **Order and size.** A bucket's aggregates are put one per `PutRecords` round, in order (the
-//! producer's per-key rule on the outer key). An aggregate is flushed when the next record would
-//! not fit the stream's record limit (exact: the aggregate's length is predicted from the
-//! header the codec writes, outer key counted), at [`Aggregation::max_records`], and at the end
-//! of each [`AggregatingProducer::put`]; a record too large to share an aggregate is sent in one
-//! of its own, and one too large even alone is refused before anything is sent, with the
-//! largest payload that fits.
+//! **Order and size.** An aggregate is flushed when the next record would not fit the stream's
+//! record limit (exact: the aggregate's length is predicted from the header the codec writes,
+//! outer key counted), at [`Aggregation::max_records`], when the next record's commit window
+//! differs (with [`CommitTimeInContext::Window`]: an aggregate's context shows the window of
+//! every record inside), and at the end of each [`AggregatingProducer::put`]. A put's aggregates
+//! are sent in the order of the commit times their contexts show, each bucket's in its own
+//! order, and reach Kinesis in that order (a round of `PutRecords` stops where an outer key
+//! repeats; only retries of failed entries reorder): so a shard's aggregates carry
+//! non-decreasing commit times, as single records do, and the replicator's failover watermark
+//! over the last few of them bounds the ones after. A record too
+//! large to share an aggregate is sent in one of its own, and one too large even alone is
+//! refused before anything is sent, with the largest payload that fits.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -26,8 +32,8 @@ use bytes::Bytes;
 
 use crate::aggregate::{bucket_of, bucket_partition_key, AggregateBuilder, FIXED_OVERHEAD};
 use crate::producer::{FailedRecord, Producer, PutRecordResult, PutReport};
-use crate::put::{put_ordered, EntryOutcome};
-use crate::record::EncryptedRecord;
+use crate::put::{put_ordered, EntryOutcome, SendOrder};
+use crate::record::{CommitTimeInContext, EncryptedRecord};
 use crate::KinesisError;
 
 /// How an [`AggregatingProducer`] groups records.
@@ -67,12 +73,14 @@ struct Open {
     builder: AggregateBuilder,
     members: Vec<usize>,
     earliest: Option<SystemTime>,
+    /// The commit window of its records (with [`CommitTimeInContext::Window`]).
+    window: Option<SystemTime>,
 }
 
 impl Open {
     /// An aggregate with room for `bytes`.
     fn new(bytes: usize) -> Self {
-        Self { builder: AggregateBuilder::with_capacity(bytes), members: Vec::new(), earliest: None }
+        Self { builder: AggregateBuilder::with_capacity(bytes), members: Vec::new(), earliest: None, window: None }
     }
 }
 
@@ -82,6 +90,31 @@ struct Sealed {
     bytes: zeroize::Zeroizing<Vec<u8>>,
     members: Vec<usize>,
     earliest: Option<SystemTime>,
+}
+
+/// Orders a put's aggregates by the commit time their contexts will show, keeping each bucket's
+/// aggregates in their order (a bucket's key is the running maximum over its aggregates, and
+/// the sort is stable). Sent in this order, a shard's aggregates carry non-decreasing commit
+/// times, as records of their own do, so the replicator's watermark over the last few bounds
+/// the aggregates after them (up to the producer's own disorder and retries).
+fn in_commit_order(full: &mut Vec<(usize, Open)>, mode: CommitTimeInContext) {
+    let mut latest: HashMap<usize, SystemTime> = HashMap::new();
+    let mut keyed: Vec<(Option<SystemTime>, (usize, Open))> = full
+        .drain(..)
+        .map(|(bucket, o)| {
+            let shown = o.earliest.and_then(|t| mode.shown(t).ok().flatten());
+            let key = match (latest.get(&bucket).copied(), shown) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(k) = key {
+                latest.insert(bucket, k);
+            }
+            (key, (bucket, o))
+        })
+        .collect();
+    keyed.sort_by_key(|(key, _)| *key);
+    full.extend(keyed.into_iter().map(|(_, entry)| entry));
 }
 
 /// The largest payload a record of `key` can have in an aggregate of its own of at most
@@ -201,6 +234,7 @@ impl AggregatingProducer {
         budgets: &[u64],
         report: &mut PutReport,
     ) -> Vec<Sealed> {
+        let mode = self.producer.codec().commit_time_mode();
         let mut open: Vec<Option<Open>> = (0..self.outer_keys.len()).map(|_| None).collect();
         // Full aggregates, sealed together at the end (their MD5s are computed side by side).
         let mut full: Vec<(usize, Open)> = Vec::new();
@@ -240,10 +274,18 @@ impl AggregatingProducer {
                 });
                 continue;
             }
+            // With windowed commit times an aggregate holds one window, so the context shows
+            // every record's own window (as a record of its own would) and a later window's
+            // aggregates can follow the earlier window's on the stream.
+            let window = match mode {
+                CommitTimeInContext::Window(_) => commit_time.and_then(|t| mode.shown(t).ok().flatten()),
+                _ => None,
+            };
             let o = open[bucket].get_or_insert_with(|| Open::new(room));
             if !o.builder.is_empty()
                 && (o.builder.serialized_len_with(key, payload.len()) > budget
-                    || o.builder.len() >= self.config.max_records)
+                    || o.builder.len() >= self.config.max_records
+                    || window.is_some_and(|w| o.window.is_some_and(|ow| ow != w)))
             {
                 if let Some(done) = open[bucket].replace(Open::new(room)) {
                     full.push((bucket, done));
@@ -252,6 +294,7 @@ impl AggregatingProducer {
             let Some(o) = open[bucket].as_mut() else { continue };
             o.builder.push(key, payload);
             o.members.push(i);
+            o.window = o.window.or(window);
             o.earliest = match (o.earliest, commit_time) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -262,6 +305,7 @@ impl AggregatingProducer {
                 full.push((bucket, o));
             }
         }
+        in_commit_order(&mut full, mode);
         let (meta, builders): (Vec<_>, Vec<_>) =
             full.into_iter().map(|(bucket, o)| ((bucket, o.members, o.earliest), o.builder)).unzip();
         AggregateBuilder::finish_all(builders)
@@ -278,8 +322,14 @@ impl AggregatingProducer {
         report: &mut PutReport,
     ) {
         let entries: Vec<(&str, &Bytes)> = encrypted.iter().map(|(_, e)| (e.partition_key.as_str(), &e.data)).collect();
-        let (outcomes, stats) =
-            put_ordered(self.producer.client(), self.producer.stream(), &entries, self.producer.put_config()).await;
+        let (outcomes, stats) = put_ordered(
+            self.producer.client(),
+            self.producer.stream(),
+            &entries,
+            self.producer.put_config(),
+            SendOrder::Given,
+        )
+        .await;
         report.requests += stats.requests;
         report.retried += stats.retried_entries;
         for ((sealed, record), outcome) in encrypted.iter().zip(outcomes) {
@@ -309,5 +359,35 @@ impl AggregatingProducer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn aggregates_go_in_commit_order_and_each_bucket_keeps_its_order() {
+        let t = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        let open = |earliest: Option<u64>, id: usize| {
+            let mut o = Open::new(0);
+            o.earliest = earliest.map(t);
+            o.members.push(id);
+            o
+        };
+        // Flushed in this order: bucket 1's first aggregate was filled before bucket 0's, and
+        // bucket 1's second holds a record older than its first (disorder in the input).
+        let mut full = vec![
+            (1, open(Some(50), 0)),
+            (0, open(Some(30), 1)),
+            (1, open(Some(20), 2)),
+            (2, open(None, 3)),
+            (0, open(Some(90), 4)),
+            (2, open(Some(10), 5)),
+        ];
+        in_commit_order(&mut full, CommitTimeInContext::Window(Duration::from_secs(10)));
+        let order: Vec<usize> = full.iter().map(|(_, o)| o.members[0]).collect();
+        assert_eq!(order, [3, 5, 1, 0, 2, 4]);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::control::{ActiveRegion, ControlTable};
-use crate::put::{put_ordered, EntryOutcome, PutConfig};
+use crate::put::{put_ordered, EntryOutcome, PutConfig, SendOrder};
 use crate::record::{EncryptedRecord, RecordCodec};
 use crate::{KinesisError, Result};
 
@@ -223,7 +223,7 @@ impl Producer {
     async fn put_checked(&self, encrypted: Vec<(usize, EncryptedRecord)>, mut report: PutReport) -> PutReport {
         let entries: Vec<(&str, &bytes::Bytes)> =
             encrypted.iter().map(|(_, r)| (r.partition_key.as_str(), &r.data)).collect();
-        let (outcomes, stats) = put_ordered(&self.client, &self.stream, &entries, &self.put).await;
+        let (outcomes, stats) = put_ordered(&self.client, &self.stream, &entries, &self.put, SendOrder::PerKey).await;
         report.requests += stats.requests;
         report.retried += stats.retried_entries;
         for ((index, record), outcome) in encrypted.into_iter().zip(outcomes) {

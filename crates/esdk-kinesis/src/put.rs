@@ -104,12 +104,24 @@ pub(crate) struct PutStats {
     pub retried_entries: u64,
 }
 
+/// Which pending entries a round sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SendOrder {
+    /// The first pending entry of every key: order is kept per key only, in as few rounds as
+    /// the most frequent key needs.
+    PerKey,
+    /// The longest run of pending entries with distinct keys: entries reach Kinesis in the order
+    /// given (up to retries of failed ones), at the cost of a round wherever a key repeats.
+    Given,
+}
+
 /// Puts `entries` (partition key, data) in order per key; returns one outcome per entry.
 pub(crate) async fn put_ordered(
     client: &aws_sdk_kinesis::Client,
     stream: &str,
     entries: &[(&str, &Bytes)],
     cfg: &PutConfig,
+    order: SendOrder,
 ) -> (Vec<EntryOutcome>, PutStats) {
     let n = entries.len();
     let mut outcomes: Vec<Option<EntryOutcome>> = (0..n).map(|_| None).collect();
@@ -133,9 +145,7 @@ pub(crate) async fn put_ordered(
     // (see below) would otherwise wait the longest backoff after every later failure, while a
     // record refused again and again (a hot shard) still backs off further each time.
     while !pending.is_empty() {
-        // The first pending record of each partition key.
-        let mut keys = HashSet::new();
-        let selected: Vec<usize> = pending.iter().copied().filter(|&i| keys.insert(entries[i].0)).collect();
+        let selected = select_round(entries, &pending, order);
         // The most attempts of any entry that failed in this round (0: none failed).
         let mut worst = 0u32;
         for request in split_requests(entries, &selected, cfg) {
@@ -263,6 +273,16 @@ fn fail_followers(
     });
 }
 
+/// The pending entries the next round sends, in order (see [`SendOrder`]).
+fn select_round(entries: &[(&str, &Bytes)], pending: &VecDeque<usize>, order: SendOrder) -> Vec<usize> {
+    let mut keys = HashSet::new();
+    let distinct = pending.iter().copied().map(|i| (i, keys.insert(entries[i].0)));
+    match order {
+        SendOrder::PerKey => distinct.filter_map(|(i, first)| first.then_some(i)).collect(),
+        SendOrder::Given => distinct.map_while(|(i, first)| first.then_some(i)).collect(),
+    }
+}
+
 /// Splits `selected` (in order) into requests within the record-count and byte limits.
 fn split_requests(entries: &[(&str, &Bytes)], selected: &[usize], cfg: &PutConfig) -> Vec<Vec<usize>> {
     let mut requests = Vec::new();
@@ -309,5 +329,16 @@ mod tests {
         let flat: Vec<usize> = requests.concat();
         assert_eq!(flat, selected, "order is kept and nothing is lost");
         assert_eq!(requests[0].len(), 4, "four 1 MiB records (plus keys) fill the first 5 MiB request");
+    }
+
+    #[test]
+    fn rounds_take_the_first_of_each_key_or_the_given_order() {
+        let data = Bytes::from_static(b"x");
+        let entries: Vec<(&str, &Bytes)> = ["a", "b", "a", "c", "b"].iter().map(|k| (*k, &data)).collect();
+        let mut pending: VecDeque<usize> = (0..entries.len()).collect();
+        assert_eq!(select_round(&entries, &pending, SendOrder::PerKey), [0, 1, 3]);
+        assert_eq!(select_round(&entries, &pending, SendOrder::Given), [0, 1], "stops where a key repeats");
+        pending.retain(|&i| i > 1);
+        assert_eq!(select_round(&entries, &pending, SendOrder::Given), [2, 3, 4]);
     }
 }

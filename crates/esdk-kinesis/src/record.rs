@@ -67,15 +67,22 @@ impl CommitTimeInContext {
     /// The context value written for commit time `t` (`None` for [`Self::Omit`]): records with
     /// the same value share a data key under a caching materials manager.
     pub fn render(self, t: SystemTime) -> Result<Option<String>> {
+        Ok(self.shown(t)?.map(|shown| match self {
+            Self::Window(_) => humantime::format_rfc3339_seconds(shown).to_string(),
+            _ => humantime::format_rfc3339_millis(shown).to_string(),
+        }))
+    }
+
+    /// The time the context shows for commit time `t` (`None` for [`Self::Omit`]): `t` rounded
+    /// down to the window, or to the millisecond.
+    pub fn shown(self, t: SystemTime) -> Result<Option<SystemTime>> {
         let since = t.duration_since(UNIX_EPOCH).map_err(|_| {
             Error::InvalidConfig("commit time is before 1970-01-01; pass the record's real commit time".into())
         })?;
         Ok(match self {
             Self::Omit => None,
-            Self::Exact => Some(
-                humantime::format_rfc3339_millis(UNIX_EPOCH + truncate(since, Duration::from_millis(1))).to_string(),
-            ),
-            Self::Window(w) => Some(humantime::format_rfc3339_seconds(UNIX_EPOCH + truncate(since, w)).to_string()),
+            Self::Exact => Some(UNIX_EPOCH + truncate(since, Duration::from_millis(1))),
+            Self::Window(w) => Some(UNIX_EPOCH + truncate(since, w)),
         })
     }
 }
@@ -252,6 +259,11 @@ impl RecordCodec {
     /// The per-record limit (data plus partition key).
     pub fn record_limit(&self) -> u32 {
         self.record_limit
+    }
+
+    /// How the commit time goes into the encryption context.
+    pub fn commit_time_mode(&self) -> CommitTimeInContext {
+        self.commit_time
     }
 
     /// The encryption context every record carries, before the commit time.

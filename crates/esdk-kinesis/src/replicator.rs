@@ -34,7 +34,7 @@ use esdk::keyring::kms::{mrk_match, KeyIdentifier};
 
 use crate::control::{Checkpoint, CheckpointWrite, ControlTable};
 use crate::dlq::{DeadLetter, DeadLetterQueue};
-use crate::put::{put_ordered, EntryOutcome, PutConfig};
+use crate::put::{put_ordered, EntryOutcome, PutConfig, SendOrder};
 use crate::reader::{Advance, Batch, ReaderConfig, ShardPosition, StartPosition, StreamReader};
 use crate::record::RecordHeader;
 use crate::source::seq_cmp;
@@ -455,7 +455,8 @@ impl Replicator {
         // Forward, in order per partition key.
         let entries: Vec<(&str, &bytes::Bytes)> =
             forward.iter().map(|&i| (records[i].partition_key.as_str(), &records[i].data)).collect();
-        let (outcomes, _) = put_ordered(&self.destination, &self.destination_stream, &entries, &self.put).await;
+        let (outcomes, _) =
+            put_ordered(&self.destination, &self.destination_stream, &entries, &self.put, SendOrder::PerKey).await;
         let acked = SystemTime::now();
         for (&i, o) in forward.iter().zip(outcomes) {
             match o {

@@ -4,15 +4,17 @@
 //! Python ESDK plus the standard KPL deaggregator reading what was written.
 #![cfg(feature = "aws")]
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use esdk_kinesis::aggregate::AggregateBuilder;
 use esdk_kinesis::record::RecordHeader;
 use esdk_kinesis::{KinesisError, SourceRecord};
 use esdk_testkit::aws::Endpoint;
 use esdk_testkit::pipeline::{
-    changes, changes_of_size, consume_until, pipeline, produce_all, replicator, unique, Change, Delivered, Verdict,
+    change, changes, changes_of_size, consume_until, pipeline, produce_all, replicator, unique, Change, Delivered,
+    Verdict,
 };
 
 fn deadline() -> Instant {
@@ -266,4 +268,46 @@ async fn records_sent_one_at_a_time_linger_into_shared_aggregates_in_order() {
     let mut delivered = Delivered::default();
     consume_until(&a.consumer(&stream, Some("g")), a.kinesis.clone(), &mut delivered, 200, deadline()).await;
     assert_eq!(delivered.check(&all), Verdict::CLEAN);
+}
+
+#[tokio::test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
+async fn aggregates_hold_one_commit_window_and_reach_each_shard_in_commit_order() {
+    let env = Endpoint::from_env();
+    let (stream, table) = (unique("order"), unique("ctl"));
+    let (a, _b) = pipeline(&env, "us-east-1", "us-west-2", &stream, &table, 2).await;
+    // 2,000 changes 25 ms apart: 50 s of commit time over the codec's 10 s windows, in one put.
+    let base = SystemTime::now() - Duration::from_secs(60);
+    let all: Vec<Change> = (0..2000).map(|i| change(i, 200, base, Duration::from_millis(25))).collect();
+    let report = a
+        .aggregating_producer(&stream)
+        .put(all.iter().map(|c| (c.key.as_str(), c.payload.as_slice(), Some(c.commit_time))))
+        .await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed.first());
+    let window = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs() / 10;
+    let mut windows: HashMap<(&str, &str), HashSet<u64>> = HashMap::new();
+    for p in &report.put {
+        let aggregate = (p.shard_id.as_str(), p.sequence_number.as_str());
+        windows.entry(aggregate).or_default().insert(window(all[p.index].commit_time));
+    }
+    assert!(windows.len() > 16, "{} aggregates: more than one window's worth", windows.len());
+    assert!(windows.values().all(|w| w.len() == 1), "an aggregate holds the records of one commit window");
+
+    let mut by_shard: HashMap<String, Vec<(u128, SystemTime)>> = HashMap::new();
+    for r in a.read_all(&stream).await {
+        let t = RecordHeader::parse(&r.data).unwrap().commit_time().unwrap().unwrap();
+        by_shard.entry(r.shard_id.clone()).or_default().push((r.sequence_number.parse().unwrap(), t));
+    }
+    assert_eq!(by_shard.values().map(Vec::len).sum::<usize>(), windows.len());
+    for (shard, mut records) in by_shard {
+        records.sort();
+        assert!(
+            records.windows(2).all(|w| w[0].1 <= w[1].1),
+            "commit times in {shard}'s sequence order: {:?}",
+            records.iter().map(|r| window(r.1)).collect::<Vec<_>>()
+        );
+    }
+    let mut delivered = Delivered::default();
+    consume_until(&a.consumer(&stream, Some("g")), a.kinesis.clone(), &mut delivered, 2000, deadline()).await;
+    assert_eq!(delivered.check(&all), Verdict::CLEAN, "per key in order, none lost or twice");
 }
