@@ -20,7 +20,7 @@
 //! order, and reach Kinesis in that order (a round of `PutRecords` stops where an outer key
 //! repeats; only retries of failed entries reorder): so a shard's aggregates carry
 //! non-decreasing commit times, as single records do, and the replicator's failover watermark
-//! over the last few of them bounds the ones after. A record too
+//! over the last two of them ([`crate::AGGREGATE_WEIGHT`]) bounds the ones after. A record too
 //! large to share an aggregate is sent in one of its own, and one too large even alone is
 //! refused before anything is sent, with the largest payload that fits.
 

@@ -82,7 +82,8 @@ pub use put::PutConfig;
 pub use reader::{Advance, Batch, ReaderConfig, ShardInfo, ShardPosition, StartPosition, StreamReader};
 #[cfg(feature = "aws")]
 pub use replicator::{
-    BatchOutcome, RefusedRecord, Replicator, ReplicatorBuilder, ReplicatorMetrics, DEFAULT_CLOCK_SKEW, WATERMARK_WINDOW,
+    BatchOutcome, RefusedRecord, Replicator, ReplicatorBuilder, ReplicatorMetrics, AGGREGATE_WEIGHT,
+    DEFAULT_CLOCK_SKEW, WATERMARK_WINDOW,
 };
 #[cfg(feature = "aws")]
 pub use source::SourceRecord;

@@ -15,7 +15,9 @@
 //! **Checkpoints and the failover watermark.** After the destination acknowledged the records,
 //! each shard's checkpoint moves to the last record before its first failure, with a
 //! *watermark*: the smallest commit time over the last [`WATERMARK_WINDOW`] records read from the
-//! shard, and of every record read from it but not yet replicated. Commit times come from headers that
+//! shard (an aggregate, whose commit time bounds all its user records, counts as
+//! [`AGGREGATE_WEIGHT`] records, so the last two aggregates decide), and of every record read
+//! from it but not yet replicated. Commit times come from headers that
 //! nothing has authenticated at this point, so each is first clamped to the record's
 //! `ApproximateArrivalTimestamp` (assigned by Kinesis) plus [`DEFAULT_CLOCK_SKEW`]: a forged
 //! future commit time cannot push the watermark ahead of real time, and a forged past one only
@@ -44,6 +46,13 @@ use crate::{KinesisError, Result, SourceRecord};
 /// out-of-order commit times among them do not raise it (and the clamp to arrival times bounds
 /// what a longer run of forged ones can do).
 pub const WATERMARK_WINDOW: usize = 8;
+/// How many of the [`WATERMARK_WINDOW`] records an aggregate counts as: half, so the two last
+/// aggregates of a shard decide its watermark and one stray aggregate does not. Its commit time
+/// bounds every user record inside, and the aggregating producer sends a shard's aggregates in
+/// commit order ([`crate::AggregatingProducer::put`]), so the aggregates before the last two
+/// need not hold the watermark back (by eight aggregates, they would reach back several puts:
+/// a failover would replay up to a commit window more, and pay a data key for it).
+pub const AGGREGATE_WEIGHT: usize = WATERMARK_WINDOW / 2;
 /// How far a header's commit time may lie after the record's arrival before it is clamped.
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(5);
 
@@ -472,7 +481,7 @@ impl Replicator {
             }
         }
 
-        self.checkpoint(records, ends, &commit_times, failed, &mut outcome).await?;
+        self.checkpoint(records, ends, &commit_times, &aggregates, failed, &mut outcome).await?;
         self.count(&outcome, source_active);
         Ok(outcome)
     }
@@ -531,6 +540,7 @@ impl Replicator {
         records: &[SourceRecord],
         ends: &[(&str, Option<&str>)],
         commit_times: &[Option<SystemTime>],
+        aggregates: &[bool],
         mut failed: Vec<Option<KinesisError>>,
         outcome: &mut BatchOutcome,
     ) -> Result<()> {
@@ -566,7 +576,7 @@ impl Replicator {
                 let replicated = progress[shard].failed_at.is_none_or(|f| i < f);
                 let window = windows.entry(shard.to_owned()).or_default();
                 match (commit_times[i], replicated) {
-                    (Some(t), true) => window.push(t),
+                    (Some(t), true) => window.push(t, aggregates[i]),
                     (Some(t), false) => {
                         let m = pending.entry(shard).or_insert(t);
                         *m = (*m).min(t);
@@ -786,10 +796,11 @@ async fn retry_later(e: &KinesisError, what: &str, cfg: &ReaderConfig, attempt: 
     *attempt = attempt.saturating_add(1);
 }
 
-/// The minimum of the last [`WATERMARK_WINDOW`] values pushed (a monotonic deque: O(1) amortized).
+/// The minimum of the values pushed for the last [`WATERMARK_WINDOW`] records, an aggregate
+/// counting as [`AGGREGATE_WEIGHT`] of them (a monotonic deque: O(1) amortized).
 #[derive(Default)]
 struct TrailingMin {
-    /// (push index, value), values increasing from front to back.
+    /// (index of the last record slot a value covers, value), values increasing front to back.
     mins: VecDeque<(u64, SystemTime)>,
     pushed: u64,
     /// Arrival of the last record that was not pushed (a replica or a refused record).
@@ -797,13 +808,15 @@ struct TrailingMin {
 }
 
 impl TrailingMin {
-    fn push(&mut self, t: SystemTime) {
+    /// Pushes the commit time of one record, or of an aggregate.
+    fn push(&mut self, t: SystemTime, aggregate: bool) {
+        let weight = if aggregate { AGGREGATE_WEIGHT as u64 } else { 1 };
         while self.mins.back().is_some_and(|&(_, v)| v >= t) {
             self.mins.pop_back();
         }
-        self.mins.push_back((self.pushed, t));
-        self.pushed += 1;
-        while self.mins.front().is_some_and(|&(i, _)| i + (WATERMARK_WINDOW as u64) < self.pushed) {
+        self.pushed += weight;
+        self.mins.push_back((self.pushed - 1, t));
+        while self.mins.front().is_some_and(|&(last, _)| last + (WATERMARK_WINDOW as u64) < self.pushed) {
             self.mins.pop_front();
         }
     }
@@ -823,16 +836,38 @@ mod tests {
         let t = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
         let mut w = TrailingMin::default();
         assert_eq!(w.min(), None);
-        w.push(t(10));
-        w.push(t(5));
-        w.push(t(20));
+        w.push(t(10), false);
+        w.push(t(5), false);
+        w.push(t(20), false);
         assert_eq!(w.min(), Some(t(5)));
         for i in 0..WATERMARK_WINDOW as u64 {
-            w.push(t(100 + i));
+            w.push(t(100 + i), false);
         }
         assert_eq!(w.min(), Some(t(100)), "5 and 20 are older than the window");
         // A forged far-future value among normal ones does not raise the minimum.
-        w.push(t(1_000_000));
+        w.push(t(1_000_000), false);
         assert_eq!(w.min(), Some(t(101)));
+    }
+
+    #[test]
+    fn the_last_two_aggregates_decide() {
+        let t = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        let mut w = TrailingMin::default();
+        w.push(t(10), true);
+        w.push(t(70), true);
+        assert_eq!(w.min(), Some(t(10)), "one aggregate alone does not fill the window");
+        w.push(t(80), true);
+        assert_eq!(w.min(), Some(t(70)), "the first aggregate's records are all before 70");
+        // A stray far-future aggregate does not raise it on its own.
+        w.push(t(1_000_000), true);
+        assert_eq!(w.min(), Some(t(80)));
+        // Single records after it: an aggregate stays until its four slots have passed.
+        for i in 0..AGGREGATE_WEIGHT as u64 {
+            w.push(t(200 + i), false);
+        }
+        assert_eq!(w.min(), Some(t(200)), "80's slots are out of the window; 1,000,000's are not the minimum");
+        // An aggregate older than the singles before it lowers the minimum, as any record does.
+        w.push(t(150), true);
+        assert_eq!(w.min(), Some(t(150)));
     }
 }

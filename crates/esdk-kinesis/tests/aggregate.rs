@@ -10,11 +10,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use esdk_kinesis::aggregate::AggregateBuilder;
 use esdk_kinesis::record::RecordHeader;
-use esdk_kinesis::{KinesisError, SourceRecord};
+use esdk_kinesis::{Aggregation, KinesisError, SourceRecord};
 use esdk_testkit::aws::Endpoint;
 use esdk_testkit::pipeline::{
-    change, changes, changes_of_size, consume_until, pipeline, produce_all, replicator, unique, Change, Delivered,
-    Verdict,
+    change, changes, changes_of_size, consume_until, pipeline, produce_all, replicate_all, replicator, unique, Change,
+    Delivered, Verdict,
 };
 
 fn deadline() -> Instant {
@@ -310,4 +310,32 @@ async fn aggregates_hold_one_commit_window_and_reach_each_shard_in_commit_order(
     let mut delivered = Delivered::default();
     consume_until(&a.consumer(&stream, Some("g")), a.kinesis.clone(), &mut delivered, 2000, deadline()).await;
     assert_eq!(delivered.check(&all), Verdict::CLEAN, "per key in order, none lost or twice");
+}
+
+#[tokio::test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
+async fn an_aggregated_stream_resumes_from_the_same_commit_window_as_single_records() {
+    let env = Endpoint::from_env();
+    // 2,000 changes 15 ms apart from 5 s into a 10 s window, put 500 at a time: the last put
+    // (7.5 s) straddles a window boundary and the last record lies 5 s past it.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let base = UNIX_EPOCH + Duration::from_secs((now - 60) / 10 * 10 + 5);
+    let all: Vec<Change> = (0..2000).map(|i| change(i, 300, base, Duration::from_millis(15))).collect();
+    let last = all.last().unwrap().commit_time.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let last_window = UNIX_EPOCH + Duration::from_secs(last / 10 * 10);
+    let mut resume = Vec::new();
+    for aggregated in [true, false] {
+        let (stream, table) = (unique("resume"), unique("ctl"));
+        let (a, b) = pipeline(&env, "us-east-1", "us-west-2", &stream, &table, 2).await;
+        if aggregated {
+            // Two buckets per shard: a put leaves two aggregates per window in each shard.
+            let producer = a.producer(&stream).aggregating(Aggregation::default().buckets(4));
+            produce_all(&producer, &all, deadline()).await;
+        } else {
+            produce_all(&a.producer(&stream), &all, deadline()).await;
+        }
+        replicate_all(&replicator(&a, &b, &stream).build().unwrap(), &a).await;
+        resume.push(b.control.resume_point(&stream, &a.region, Duration::ZERO).await.unwrap().from);
+    }
+    assert_eq!(resume, [Some(last_window); 2], "aggregated, then one record per message");
 }

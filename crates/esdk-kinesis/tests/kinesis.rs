@@ -18,28 +18,12 @@ use esdk_kinesis::{
 };
 use esdk_testkit::aws::Endpoint;
 use esdk_testkit::pipeline::{
-    change, changes, consume_until, pipeline, produce_all, replicator, test_reader, unique, Delivered, Side, Verdict,
+    change, changes, consume_until, pipeline, produce_all, replicate_all, replicator, test_reader, unique, Delivered,
+    Side, Verdict,
 };
 
 fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(120)
-}
-
-/// Replicates until a poll finds nothing left; returns the records forwarded.
-async fn replicate_all(rep: &esdk_kinesis::Replicator, source: &Side) -> usize {
-    let mut reader = rep.open_source(source.kinesis.clone()).await.unwrap();
-    let mut total = 0;
-    let mut quiet = 0;
-    while quiet < 3 {
-        rep.register_new_shards(&mut reader).await.unwrap();
-        let batch = reader.poll().await;
-        let o = rep.replicate(&batch).await.unwrap();
-        assert!(o.failed.is_empty(), "{:?} {:?}", o.failed, o.errors);
-        reader.commit(&batch, |s| o.advance(s));
-        quiet = if batch.is_empty() { quiet + 1 } else { 0 };
-        total += o.replicated;
-    }
-    total
 }
 
 fn payloads(records: &[SourceRecord]) -> Vec<(String, Vec<u8>)> {

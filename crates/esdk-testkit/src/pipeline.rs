@@ -253,6 +253,23 @@ pub async fn produce_all(producer: &impl Put, changes: &[Change], deadline: Inst
     reports
 }
 
+/// Replicates until a poll finds nothing left; returns the records forwarded.
+pub async fn replicate_all(rep: &Replicator, source: &Side) -> usize {
+    let mut reader = rep.open_source(source.kinesis.clone()).await.unwrap();
+    let mut total = 0;
+    let mut quiet = 0;
+    while quiet < 3 {
+        rep.register_new_shards(&mut reader).await.unwrap();
+        let batch = reader.poll().await;
+        let o = rep.replicate(&batch).await.unwrap();
+        assert!(o.failed.is_empty(), "{:?} {:?}", o.failed, o.errors);
+        reader.commit(&batch, |s| o.advance(s));
+        quiet = if batch.is_empty() { quiet + 1 } else { 0 };
+        total += o.replicated;
+    }
+    total
+}
+
 /// What a consumer delivered, per partition key in delivery order.
 #[derive(Debug, Default)]
 pub struct Delivered {
