@@ -13,18 +13,23 @@
 //!
 //! **Order and size.** An aggregate is flushed when the next record would not fit the stream's
 //! record limit (exact: the aggregate's length is predicted from the header the codec writes,
-//! outer key counted), at [`Aggregation::max_records`], when the next record's commit window
-//! differs (with [`CommitTimeInContext::Window`]: an aggregate's context shows the window of
-//! every record inside), and at the end of each [`AggregatingProducer::put`]. A put's aggregates
-//! are sent in the order of the commit times their contexts show, each bucket's in its own
-//! order, and reach Kinesis in that order (a round of `PutRecords` stops where an outer key
-//! repeats; only retries of failed entries reorder): so a shard's aggregates carry
-//! non-decreasing commit times, as single records do, and the replicator's failover watermark
-//! over the last two of them ([`crate::AGGREGATE_WEIGHT`]) bounds the ones after. A record too
-//! large to share an aggregate is sent in one of its own, and one too large even alone is
-//! refused before anything is sent, with the largest payload that fits.
+//! outer key counted), at [`Aggregation::max_records`], when the next record's commit window is
+//! later (with [`CommitTimeInContext::Window`]; a record of an earlier window joins, and the
+//! context shows the earliest), and at the end of each [`AggregatingProducer::put`]. A put's
+//! aggregates are sent window by window, in the order of the windows their contexts show (each
+//! bucket's in its own order): a window's aggregates only once the earlier windows' are all in
+//! the stream, and none after an earlier one failed for good (or could not be encrypted), so
+//! their records can be put again in order. So a shard's aggregates carry non-decreasing
+//! windows, as single records do, and the replicator's failover watermark over the last two of
+//! them ([`crate::AGGREGATE_WEIGHT`]) bounds the ones after, for a producer that puts in commit
+//! order one `put` at a time. A put spanning W windows takes at least W rounds of `PutRecords`.
+//! With exact commit times the aggregates are sent in that order, in as few rounds as the
+//! busiest bucket needs: a round may then hold later times before earlier ones (the failover
+//! margin covers it). A record too large to share an aggregate is sent in one of its own, and
+//! one too large even alone is refused before anything is sent, with the largest payload that
+//! fits.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -90,14 +95,18 @@ struct Sealed {
     bytes: zeroize::Zeroizing<Vec<u8>>,
     members: Vec<usize>,
     earliest: Option<SystemTime>,
+    /// Its place in the put's send order: every aggregate of a lower rank is in the stream
+    /// before it is sent.
+    rank: usize,
 }
 
 /// Orders a put's aggregates by the commit time their contexts will show, keeping each bucket's
 /// aggregates in their order (a bucket's key is the running maximum over its aggregates, and
-/// the sort is stable). Sent in this order, a shard's aggregates carry non-decreasing commit
-/// times, as records of their own do, so the replicator's watermark over the last few bounds
-/// the aggregates after them (up to the producer's own disorder and retries).
-fn in_commit_order(full: &mut Vec<(usize, Open)>, mode: CommitTimeInContext) {
+/// the sort is stable), and ranks them: with windowed commit times one rank per window shown,
+/// otherwise one rank for all (exact times would make every aggregate a round of its own).
+/// Sent rank by rank, a shard's aggregates carry non-decreasing windows, as records of their
+/// own do, so the replicator's watermark over the last two bounds the aggregates after them.
+fn in_commit_order(full: &mut Vec<(usize, Open)>, mode: CommitTimeInContext) -> Vec<usize> {
     let mut latest: HashMap<usize, SystemTime> = HashMap::new();
     let mut keyed: Vec<(Option<SystemTime>, (usize, Open))> = full
         .drain(..)
@@ -114,7 +123,16 @@ fn in_commit_order(full: &mut Vec<(usize, Open)>, mode: CommitTimeInContext) {
         })
         .collect();
     keyed.sort_by_key(|(key, _)| *key);
-    full.extend(keyed.into_iter().map(|(_, entry)| entry));
+    let windowed = matches!(mode, CommitTimeInContext::Window(_));
+    let mut ranks = Vec::with_capacity(keyed.len());
+    let mut previous = None;
+    for (key, entry) in keyed {
+        let rank = ranks.last().map_or(0, |&r| if windowed && previous != Some(key) { r + 1 } else { r });
+        ranks.push(rank);
+        previous = Some(key);
+        full.push(entry);
+    }
+    ranks
 }
 
 /// The largest payload a record of `key` can have in an aggregate of its own of at most
@@ -204,20 +222,31 @@ impl AggregatingProducer {
         let mut report = PutReport::default();
         let sealed = self.fill(&records, &budgets, &mut report);
         let mut encrypted: Vec<(Sealed, EncryptedRecord)> = Vec::with_capacity(sealed.len());
+        // An aggregate that cannot be encrypted holds back its bucket's later aggregates and
+        // every later rank, as a failed put would (so a re-put of its records stays in order).
+        let mut held: HashSet<usize> = HashSet::new();
+        let mut stop: Option<usize> = None;
         for s in sealed {
-            let key = &self.outer_keys[s.bucket];
-            match self.producer.codec().encrypt_aggregate(key, &s.bytes, s.earliest).await {
-                Ok(e) => encrypted.push((s, e)),
-                Err(e) => {
-                    let e = KinesisError::from(e);
-                    for &i in &s.members {
-                        report.failed.push(FailedRecord {
-                            index: i,
-                            partition_key: records[i].0.to_owned(),
-                            error: e.for_each_record(),
-                        });
+            let error = if held.contains(&s.bucket) || stop.is_some_and(|r| s.rank > r) {
+                None
+            } else {
+                let key = &self.outer_keys[s.bucket];
+                match self.producer.codec().encrypt_aggregate(key, &s.bytes, s.earliest).await {
+                    Ok(e) => {
+                        encrypted.push((s, e));
+                        continue;
                     }
+                    Err(e) => Some(KinesisError::from(e)),
                 }
+            };
+            held.insert(s.bucket);
+            stop = Some(stop.map_or(s.rank, |r| r.min(s.rank)));
+            for &i in &s.members {
+                let partition_key = records[i].0.to_owned();
+                let error = error
+                    .as_ref()
+                    .map_or_else(|| KinesisError::NotSent(partition_key.clone()), |e| e.for_each_record());
+                report.failed.push(FailedRecord { index: i, partition_key, error });
             }
         }
         self.send(&records, encrypted, &mut report).await;
@@ -226,8 +255,8 @@ impl AggregatingProducer {
         report
     }
 
-    /// Groups the records into sealed aggregates, per bucket in input order; records that
-    /// cannot fit even alone are reported.
+    /// Groups the records into sealed aggregates, each bucket's in input order, all in send order
+    /// ([`in_commit_order`]); records that cannot fit even alone are reported.
     fn fill(
         &self,
         records: &[(&str, &[u8], Option<SystemTime>)],
@@ -285,7 +314,7 @@ impl AggregatingProducer {
             if !o.builder.is_empty()
                 && (o.builder.serialized_len_with(key, payload.len()) > budget
                     || o.builder.len() >= self.config.max_records
-                    || window.is_some_and(|w| o.window.is_some_and(|ow| ow != w)))
+                    || window.is_some_and(|w| o.window.is_some_and(|latest| w > latest)))
             {
                 if let Some(done) = open[bucket].replace(Open::new(room)) {
                     full.push((bucket, done));
@@ -294,7 +323,9 @@ impl AggregatingProducer {
             let Some(o) = open[bucket].as_mut() else { continue };
             o.builder.push(key, payload);
             o.members.push(i);
-            o.window = o.window.or(window);
+            // A record of an earlier window joins (the context shows the earliest, a lower bound):
+            // input jittering across a boundary does not cut an aggregate per record.
+            o.window = o.window.max(window);
             o.earliest = match (o.earliest, commit_time) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -305,13 +336,16 @@ impl AggregatingProducer {
                 full.push((bucket, o));
             }
         }
-        in_commit_order(&mut full, mode);
-        let (meta, builders): (Vec<_>, Vec<_>) =
-            full.into_iter().map(|(bucket, o)| ((bucket, o.members, o.earliest), o.builder)).unzip();
+        let ranks = in_commit_order(&mut full, mode);
+        let (meta, builders): (Vec<_>, Vec<_>) = full
+            .into_iter()
+            .zip(ranks)
+            .map(|((bucket, o), rank)| ((bucket, o.members, o.earliest, rank), o.builder))
+            .unzip();
         AggregateBuilder::finish_all(builders)
             .into_iter()
             .zip(meta)
-            .map(|(bytes, (bucket, members, earliest))| Sealed { bucket, bytes, members, earliest })
+            .map(|(bytes, (bucket, members, earliest, rank))| Sealed { bucket, bytes, members, earliest, rank })
             .collect()
     }
 
@@ -322,12 +356,13 @@ impl AggregatingProducer {
         report: &mut PutReport,
     ) {
         let entries: Vec<(&str, &Bytes)> = encrypted.iter().map(|(_, e)| (e.partition_key.as_str(), &e.data)).collect();
+        let ranks: Vec<usize> = encrypted.iter().map(|(s, _)| s.rank).collect();
         let (outcomes, stats) = put_ordered(
             self.producer.client(),
             self.producer.stream(),
             &entries,
             self.producer.put_config(),
-            SendOrder::Given,
+            SendOrder::Ranked(&ranks),
         )
         .await;
         report.requests += stats.requests;
@@ -386,8 +421,15 @@ mod tests {
             (0, open(Some(90), 4)),
             (2, open(Some(10), 5)),
         ];
-        in_commit_order(&mut full, CommitTimeInContext::Window(Duration::from_secs(10)));
+        let mut exact: Vec<(usize, Open)> = full
+            .iter()
+            .map(|(b, o)| (*b, open(o.earliest.map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs()), o.members[0])))
+            .collect();
+        let ranks = in_commit_order(&mut full, CommitTimeInContext::Window(Duration::from_secs(10)));
         let order: Vec<usize> = full.iter().map(|(_, o)| o.members[0]).collect();
         assert_eq!(order, [3, 5, 1, 0, 2, 4]);
+        assert_eq!(ranks, [0, 1, 2, 3, 3, 4], "one rank per window shown");
+        assert_eq!(in_commit_order(&mut exact, CommitTimeInContext::Exact), [0; 6], "exact times: one rank");
+        assert_eq!(exact.iter().map(|(_, o)| o.members[0]).collect::<Vec<_>>(), order);
     }
 }

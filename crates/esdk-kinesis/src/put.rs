@@ -5,7 +5,9 @@
 //! fail (a later record of a key can succeed while an earlier one is throttled). So a round sends
 //! at most one record per partition key; the next record of that key goes in a later round, after
 //! the earlier one has succeeded. When a record fails for good, the later records of its key are
-//! not sent either (reported as such), so a caller can re-put them in order.
+//! not sent either (reported as such), so a caller can re-put them in order. Ranked sending
+//! ([`SendOrder::Ranked`], the aggregating producer's commit windows) also holds a rank back
+//! until the ranks before it are in the stream.
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
@@ -106,13 +108,15 @@ pub(crate) struct PutStats {
 
 /// Which pending entries a round sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SendOrder {
+pub(crate) enum SendOrder<'a> {
     /// The first pending entry of every key: order is kept per key only, in as few rounds as
     /// the most frequent key needs.
     PerKey,
-    /// The longest run of pending entries with distinct keys: entries reach Kinesis in the order
-    /// given (up to retries of failed ones), at the cost of a round wherever a key repeats.
-    Given,
+    /// Rank by rank, one rank per entry (non-decreasing in the order given): a rank's entries go
+    /// only once every entry of the ranks before it is in the stream, in order per key among
+    /// themselves; an entry that fails for good stops the later ranks too (not sent), so
+    /// nothing of a later rank overtakes it.
+    Ranked(&'a [usize]),
 }
 
 /// Puts `entries` (partition key, data) in order per key; returns one outcome per entry.
@@ -121,7 +125,7 @@ pub(crate) async fn put_ordered(
     stream: &str,
     entries: &[(&str, &Bytes)],
     cfg: &PutConfig,
-    order: SendOrder,
+    order: SendOrder<'_>,
 ) -> (Vec<EntryOutcome>, PutStats) {
     let n = entries.len();
     let mut outcomes: Vec<Option<EntryOutcome>> = (0..n).map(|_| None).collect();
@@ -138,7 +142,7 @@ pub(crate) async fn put_ordered(
             pending.push_back(i);
         }
     }
-    fail_followers(entries, &failed_keys, &mut outcomes, &mut pending);
+    fail_followers(entries, &failed_keys, order, &mut outcomes, &mut pending);
 
     // The backoff after a round with failures grows with the attempts of the entries that
     // failed in it, not with the round count: a batch needing one round per record of a key
@@ -216,7 +220,7 @@ pub(crate) async fn put_ordered(
             }
         }
         pending.retain(|&i| outcomes[i].is_none());
-        fail_followers(entries, &failed_keys, &mut outcomes, &mut pending);
+        fail_followers(entries, &failed_keys, order, &mut outcomes, &mut pending);
         if worst > 0 && !pending.is_empty() {
             tokio::time::sleep(backoff(cfg.base_backoff, cfg.max_backoff, worst - 1)).await;
         }
@@ -253,18 +257,33 @@ fn fail<'a>(
     failed_keys.insert(entries[i].0);
 }
 
-/// Marks the pending records that follow a failed record of the same key as not sent.
+/// Marks the pending records that follow a failed record of the same key (or, ranked, of an
+/// earlier rank) as not sent.
 fn fail_followers(
     entries: &[(&str, &Bytes)],
     failed_keys: &HashSet<&str>,
+    order: SendOrder<'_>,
     outcomes: &mut [Option<EntryOutcome>],
     pending: &mut VecDeque<usize>,
 ) {
     if failed_keys.is_empty() {
         return;
     }
+    let stop = match order {
+        SendOrder::PerKey => None,
+        SendOrder::Ranked(ranks) => outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| matches!(o, Some(EntryOutcome::Failed(_))))
+            .map(|(i, _)| ranks[i])
+            .min(),
+    };
+    let ranks = match order {
+        SendOrder::Ranked(ranks) => ranks,
+        SendOrder::PerKey => &[],
+    };
     pending.retain(|&i| {
-        if failed_keys.contains(entries[i].0) {
+        if failed_keys.contains(entries[i].0) || stop.is_some_and(|s| ranks[i] > s) {
             outcomes[i] = Some(EntryOutcome::Failed(KinesisError::NotSent(entries[i].0.to_owned())));
             false
         } else {
@@ -273,14 +292,20 @@ fn fail_followers(
     });
 }
 
-/// The pending entries the next round sends, in order (see [`SendOrder`]).
-fn select_round(entries: &[(&str, &Bytes)], pending: &VecDeque<usize>, order: SendOrder) -> Vec<usize> {
+/// The pending entries the next round sends, in order: the first of each key (of the lowest
+/// pending rank, ranked).
+fn select_round(entries: &[(&str, &Bytes)], pending: &VecDeque<usize>, order: SendOrder<'_>) -> Vec<usize> {
+    let rank = match order {
+        SendOrder::PerKey => None,
+        SendOrder::Ranked(ranks) => pending.iter().map(|&i| ranks[i]).min().map(|low| (ranks, low)),
+    };
     let mut keys = HashSet::new();
-    let distinct = pending.iter().copied().map(|i| (i, keys.insert(entries[i].0)));
-    match order {
-        SendOrder::PerKey => distinct.filter_map(|(i, first)| first.then_some(i)).collect(),
-        SendOrder::Given => distinct.map_while(|(i, first)| first.then_some(i)).collect(),
-    }
+    pending
+        .iter()
+        .copied()
+        .filter(|&i| rank.is_none_or(|(ranks, low)| ranks[i] == low))
+        .filter(|&i| keys.insert(entries[i].0))
+        .collect()
 }
 
 /// Splits `selected` (in order) into requests within the record-count and byte limits.
@@ -332,13 +357,33 @@ mod tests {
     }
 
     #[test]
-    fn rounds_take_the_first_of_each_key_or_the_given_order() {
+    fn rounds_take_the_first_of_each_key_of_the_lowest_rank() {
         let data = Bytes::from_static(b"x");
-        let entries: Vec<(&str, &Bytes)> = ["a", "b", "a", "c", "b"].iter().map(|k| (*k, &data)).collect();
+        let entries: Vec<(&str, &Bytes)> = ["a", "b", "a", "c", "b", "a"].iter().map(|k| (*k, &data)).collect();
+        let ranks = [0, 0, 0, 1, 1, 1];
         let mut pending: VecDeque<usize> = (0..entries.len()).collect();
         assert_eq!(select_round(&entries, &pending, SendOrder::PerKey), [0, 1, 3]);
-        assert_eq!(select_round(&entries, &pending, SendOrder::Given), [0, 1], "stops where a key repeats");
+        assert_eq!(select_round(&entries, &pending, SendOrder::Ranked(&ranks)), [0, 1], "rank 0 first");
         pending.retain(|&i| i > 1);
-        assert_eq!(select_round(&entries, &pending, SendOrder::Given), [2, 3, 4]);
+        assert_eq!(select_round(&entries, &pending, SendOrder::Ranked(&ranks)), [2], "rank 0 until it is done");
+        pending.retain(|&i| i > 2);
+        assert_eq!(select_round(&entries, &pending, SendOrder::Ranked(&ranks)), [3, 4, 5]);
+    }
+
+    #[test]
+    fn a_final_failure_stops_its_key_and_ranked_the_later_ranks() {
+        let data = Bytes::from_static(b"x");
+        let entries: Vec<(&str, &Bytes)> = ["a", "b", "c", "b", "d"].iter().map(|k| (*k, &data)).collect();
+        let ranks = [0, 0, 0, 0, 1];
+        let failed_keys: HashSet<&str> = HashSet::from(["a"]);
+        let left = |order| {
+            let mut outcomes: Vec<Option<EntryOutcome>> = (0..entries.len()).map(|_| None).collect();
+            outcomes[0] = Some(EntryOutcome::Failed(KinesisError::NotSent("a".into())));
+            let mut pending: VecDeque<usize> = (1..entries.len()).collect();
+            fail_followers(&entries, &failed_keys, order, &mut outcomes, &mut pending);
+            Vec::from(pending)
+        };
+        assert_eq!(left(SendOrder::PerKey), [1, 2, 3, 4]);
+        assert_eq!(left(SendOrder::Ranked(&ranks)), [1, 2, 3], "the same rank goes on; rank 1 waits for a");
     }
 }

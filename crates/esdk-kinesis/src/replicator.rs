@@ -25,7 +25,9 @@
 //! ([`ControlTable::resume_point`]) is the smallest watermark over every registered shard minus
 //! a disorder margin, so it is never later than the commit time of any record not yet
 //! replicated, provided producers put a shard's records in commit-time order to within the
-//! margin (CDC producers read a commit-ordered log; retries reorder by seconds).
+//! margin (CDC producers read a commit-ordered log; retries reorder by seconds; the aggregating
+//! producer sends a put's aggregates window by window). A record without a commit time counts
+//! with its arrival time, as one record, whatever its header says.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,12 +48,15 @@ use crate::{KinesisError, Result, SourceRecord};
 /// out-of-order commit times among them do not raise it (and the clamp to arrival times bounds
 /// what a longer run of forged ones can do).
 pub const WATERMARK_WINDOW: usize = 8;
-/// How many of the [`WATERMARK_WINDOW`] records an aggregate counts as: half, so the two last
-/// aggregates of a shard decide its watermark and one stray aggregate does not. Its commit time
-/// bounds every user record inside, and the aggregating producer sends a shard's aggregates in
-/// commit order ([`crate::AggregatingProducer::put`]), so the aggregates before the last two
-/// need not hold the watermark back (by eight aggregates, they would reach back several puts:
-/// a failover would replay up to a commit window more, and pay a data key for it).
+/// How many of the [`WATERMARK_WINDOW`] records an aggregate with a commit time counts as:
+/// half, so the two last aggregates of a shard decide its watermark and one stray aggregate
+/// does not. Its commit time bounds every user record inside, and the aggregating producer sends
+/// a shard's aggregates window by window ([`crate::AggregatingProducer::put`]), so the
+/// aggregates before the last two need not hold the watermark back (by eight aggregates, they
+/// would reach back several puts: a failover would replay up to a commit window more, and pay a
+/// data key for it). The aggregate flag is not authenticated: two forged "aggregates" in a row
+/// now do what eight forged records did, and the clamp to arrival plus
+/// [`DEFAULT_CLOCK_SKEW`] still bounds both.
 pub const AGGREGATE_WEIGHT: usize = WATERMARK_WINDOW / 2;
 /// How far a header's commit time may lie after the record's arrival before it is clamped.
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(5);
@@ -285,7 +290,12 @@ pub struct Replicator {
 
 /// What to do with one record.
 enum Screen {
-    Forward { commit_time: SystemTime, aggregate: bool },
+    /// `slots`: how many records of the watermark window it counts as.
+    Forward {
+        commit_time: SystemTime,
+        aggregate: bool,
+        slots: u64,
+    },
     Replica,
     Refuse(String),
 }
@@ -385,11 +395,13 @@ impl Replicator {
         // The header is not authenticated here: clamp its commit time to Kinesis' arrival time.
         let arrival = record.arrival.unwrap_or_else(SystemTime::now);
         let ceiling = arrival + self.clock_skew;
-        let commit_time = match header.commit_time() {
-            Ok(Some(t)) => t.min(ceiling),
-            Ok(None) | Err(_) => arrival,
+        let aggregate = header.is_aggregate();
+        let (commit_time, slots) = match header.commit_time() {
+            Ok(Some(t)) => (t.min(ceiling), if aggregate { AGGREGATE_WEIGHT as u64 } else { 1 }),
+            // Without a commit time the arrival stands in, for one slot only: it bounds nothing.
+            Ok(None) | Err(_) => (arrival, 1),
         };
-        Screen::Forward { commit_time, aggregate: header.is_aggregate() }
+        Screen::Forward { commit_time, aggregate, slots }
     }
 
     /// Replicates the records of a batch read by the polling loop (see [`Self::run`]).
@@ -440,6 +452,7 @@ impl Replicator {
         let mut forward: Vec<usize> = Vec::new();
         let mut commit_times: Vec<Option<SystemTime>> = vec![None; records.len()];
         let mut aggregates = vec![false; records.len()];
+        let mut slots = vec![1u64; records.len()];
         let mut refused: Vec<(usize, String)> = Vec::new();
         for (i, r) in records.iter().enumerate() {
             let _record = tracing::debug_span!(
@@ -450,9 +463,10 @@ impl Replicator {
             )
             .entered();
             match self.screen(r) {
-                Screen::Forward { commit_time, aggregate } => {
+                Screen::Forward { commit_time, aggregate, slots: n } => {
                     commit_times[i] = Some(commit_time);
                     aggregates[i] = aggregate;
+                    slots[i] = n;
                     forward.push(i);
                 }
                 Screen::Replica => outcome.skipped_replicas += 1,
@@ -481,7 +495,7 @@ impl Replicator {
             }
         }
 
-        self.checkpoint(records, ends, &commit_times, &aggregates, failed, &mut outcome).await?;
+        self.checkpoint(records, ends, &commit_times, &slots, failed, &mut outcome).await?;
         self.count(&outcome, source_active);
         Ok(outcome)
     }
@@ -540,7 +554,7 @@ impl Replicator {
         records: &[SourceRecord],
         ends: &[(&str, Option<&str>)],
         commit_times: &[Option<SystemTime>],
-        aggregates: &[bool],
+        slots: &[u64],
         mut failed: Vec<Option<KinesisError>>,
         outcome: &mut BatchOutcome,
     ) -> Result<()> {
@@ -576,7 +590,7 @@ impl Replicator {
                 let replicated = progress[shard].failed_at.is_none_or(|f| i < f);
                 let window = windows.entry(shard.to_owned()).or_default();
                 match (commit_times[i], replicated) {
-                    (Some(t), true) => window.push(t, aggregates[i]),
+                    (Some(t), true) => window.push(t, slots[i]),
                     (Some(t), false) => {
                         let m = pending.entry(shard).or_insert(t);
                         *m = (*m).min(t);
@@ -808,9 +822,9 @@ struct TrailingMin {
 }
 
 impl TrailingMin {
-    /// Pushes the commit time of one record, or of an aggregate.
-    fn push(&mut self, t: SystemTime, aggregate: bool) {
-        let weight = if aggregate { AGGREGATE_WEIGHT as u64 } else { 1 };
+    /// Pushes the commit time of a record counting as `slots` records (at least one).
+    fn push(&mut self, t: SystemTime, slots: u64) {
+        let weight = slots.max(1);
         while self.mins.back().is_some_and(|&(_, v)| v >= t) {
             self.mins.pop_back();
         }
@@ -836,38 +850,41 @@ mod tests {
         let t = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
         let mut w = TrailingMin::default();
         assert_eq!(w.min(), None);
-        w.push(t(10), false);
-        w.push(t(5), false);
-        w.push(t(20), false);
+        w.push(t(10), 1);
+        w.push(t(5), 1);
+        w.push(t(20), 1);
         assert_eq!(w.min(), Some(t(5)));
         for i in 0..WATERMARK_WINDOW as u64 {
-            w.push(t(100 + i), false);
+            w.push(t(100 + i), 1);
         }
         assert_eq!(w.min(), Some(t(100)), "5 and 20 are older than the window");
         // A forged far-future value among normal ones does not raise the minimum.
-        w.push(t(1_000_000), false);
+        w.push(t(1_000_000), 1);
         assert_eq!(w.min(), Some(t(101)));
     }
 
     #[test]
     fn the_last_two_aggregates_decide() {
+        const AGG: u64 = AGGREGATE_WEIGHT as u64;
         let t = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
         let mut w = TrailingMin::default();
-        w.push(t(10), true);
-        w.push(t(70), true);
-        assert_eq!(w.min(), Some(t(10)), "one aggregate alone does not fill the window");
-        w.push(t(80), true);
+        w.push(t(10), AGG);
+        w.push(t(70), AGG);
+        assert_eq!(w.min(), Some(t(10)), "two aggregates fill the window: both count");
+        w.push(t(80), AGG);
         assert_eq!(w.min(), Some(t(70)), "the first aggregate's records are all before 70");
         // A stray far-future aggregate does not raise it on its own.
-        w.push(t(1_000_000), true);
+        w.push(t(1_000_000), AGG);
         assert_eq!(w.min(), Some(t(80)));
-        // Single records after it: an aggregate stays until its four slots have passed.
-        for i in 0..AGGREGATE_WEIGHT as u64 {
-            w.push(t(200 + i), false);
+        // Single records after it: an aggregate stays while any of its slots is in the window.
+        for i in 0..AGG - 1 {
+            w.push(t(200 + i), 1);
         }
-        assert_eq!(w.min(), Some(t(200)), "80's slots are out of the window; 1,000,000's are not the minimum");
+        assert_eq!(w.min(), Some(t(80)), "one of 80's slots is still in the window");
+        w.push(t(300), 1);
+        assert_eq!(w.min(), Some(t(200)), "80's slots are out; 1,000,000 is not the minimum");
         // An aggregate older than the singles before it lowers the minimum, as any record does.
-        w.push(t(150), true);
+        w.push(t(150), AGG);
         assert_eq!(w.min(), Some(t(150)));
     }
 }

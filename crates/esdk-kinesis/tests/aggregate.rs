@@ -276,13 +276,25 @@ async fn aggregates_hold_one_commit_window_and_reach_each_shard_in_commit_order(
     let env = Endpoint::from_env();
     let (stream, table) = (unique("order"), unique("ctl"));
     let (a, _b) = pipeline(&env, "us-east-1", "us-west-2", &stream, &table, 2).await;
-    // 2,000 changes 25 ms apart: 50 s of commit time over the codec's 10 s windows, in one put.
-    let base = SystemTime::now() - Duration::from_secs(60);
-    let all: Vec<Change> = (0..2000).map(|i| change(i, 200, base, Duration::from_millis(25))).collect();
-    let report = a
-        .aggregating_producer(&stream)
-        .put(all.iter().map(|c| (c.key.as_str(), c.payload.as_slice(), Some(c.commit_time))))
-        .await;
+    // 2,000 changes of 8 rows 25 ms apart from a window start: five of the codec's 10 s windows
+    // (400 changes each), in one put. Row 0 is hot in the third window (60 KB changes: its
+    // aggregates fill up inside the window), and a key whose bucket no row shares appears only
+    // in the last 100 changes (its bucket's first aggregate is of the last window).
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let base = UNIX_EPOCH + Duration::from_secs((now - 60) / 10 * 10);
+    let producer = a.aggregating_producer(&stream);
+    let rows: HashSet<&str> = (0..8).map(|r| producer.outer_key(&format!("row-{r}"))).collect();
+    let late = (0..).map(|n| format!("late-{n}")).find(|k| !rows.contains(producer.outer_key(k))).unwrap();
+    let mut all: Vec<Change> = (0..2000).map(|i| change(i, 8, base, Duration::from_millis(25))).collect();
+    for (i, c) in all.iter_mut().enumerate() {
+        if c.key == "row-0" && (800..1200).contains(&i) {
+            c.payload.resize(60_000, b' ');
+        }
+        if c.key == "row-1" && i >= 1900 {
+            c.key = late.clone();
+        }
+    }
+    let report = producer.put(all.iter().map(|c| (c.key.as_str(), c.payload.as_slice(), Some(c.commit_time)))).await;
     assert!(report.failed.is_empty(), "{:?}", report.failed.first());
     let window = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_secs() / 10;
     let mut windows: HashMap<(&str, &str), HashSet<u64>> = HashMap::new();
@@ -290,7 +302,9 @@ async fn aggregates_hold_one_commit_window_and_reach_each_shard_in_commit_order(
         let aggregate = (p.shard_id.as_str(), p.sequence_number.as_str());
         windows.entry(aggregate).or_default().insert(window(all[p.index].commit_time));
     }
-    assert!(windows.len() > 16, "{} aggregates: more than one window's worth", windows.len());
+    // One per row bucket per window, the late key's, and more for row 0's full ones.
+    let expected = rows.len() * 5 + 1;
+    assert!(windows.len() > expected, "{} aggregates, more than {expected}", windows.len());
     assert!(windows.values().all(|w| w.len() == 1), "an aggregate holds the records of one commit window");
 
     let mut by_shard: HashMap<String, Vec<(u128, SystemTime)>> = HashMap::new();

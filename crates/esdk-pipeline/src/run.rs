@@ -263,8 +263,8 @@ pub async fn run(args: Args, endpoint: Option<String>) -> DemoResult<bool> {
     let mut replayed = 0usize;
     let mut resume_line = String::new();
     // Commit windows of the records each Region's producer encrypted, as the codec writes them
-    // into the context: with caching, at most one data key each (an aggregate takes the window
-    // of its earliest record, so it can be fewer).
+    // into the context: with caching, at most one data key each (an aggregate shows the earliest
+    // window of its records, so a later record that shares one takes it: it can be fewer).
     let mode = CommitTimeInContext::Window(args.commit_window);
     let windows = |changes: &mut dyn Iterator<Item = &Change>| {
         changes
