@@ -18,16 +18,17 @@
 //! context shows the earliest), and at the end of each [`AggregatingProducer::put`]. A put's
 //! aggregates are sent window by window, in the order of the windows their contexts show (each
 //! bucket's in its own order): a window's aggregates only once the earlier windows' are all in
-//! the stream, and none after an earlier one failed for good (or could not be encrypted), so
-//! their records can be put again in order. So a shard's aggregates carry non-decreasing
-//! windows, as single records do, and the replicator's failover watermark over the last two of
-//! them ([`crate::AGGREGATE_WEIGHT`]) bounds the ones after, for a producer that puts in commit
-//! order one `put` at a time. A put spanning W windows takes at least W rounds of `PutRecords`.
-//! With exact commit times the aggregates are sent in that order, in as few rounds as the
-//! busiest bucket needs: a round may then hold later times before earlier ones (the failover
-//! margin covers it). A record too large to share an aggregate is sent in one of its own, and
-//! one too large even alone is refused before anything is sent, with the largest payload that
-//! fits.
+//! the stream, and none after an earlier one failed for good (or could not be encrypted:
+//! [`crate::KinesisError::HeldBack`]), so their records can be put again in order. With exact
+//! commit times the same holds with a new rank wherever a bucket repeats. So a shard's
+//! aggregates carry non-decreasing commit times, as single records do, and the replicator's
+//! failover watermark over the last two of them ([`crate::AGGREGATE_WEIGHT`]) bounds the ones
+//! after, for a producer that puts in commit order one `put` at a time (retries within a rank
+//! reorder only equal windows). The cost: a put spanning W windows takes at least W rounds of
+//! `PutRecords`, and ranks span shards (one shard's throttling delays the later windows of
+//! all). A record too large to share an aggregate is sent in one of its own, one too large even
+//! alone is refused before anything is sent, with the largest payload that fits, and one whose
+//! commit time the context cannot carry (before 1970) is refused alone.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -78,7 +79,8 @@ struct Open {
     builder: AggregateBuilder,
     members: Vec<usize>,
     earliest: Option<SystemTime>,
-    /// The commit window of its records (with [`CommitTimeInContext::Window`]).
+    /// The latest commit window of its records (with [`CommitTimeInContext::Window`]); the
+    /// context shows the earliest.
     window: Option<SystemTime>,
 }
 
@@ -101,11 +103,12 @@ struct Sealed {
 }
 
 /// Orders a put's aggregates by the commit time their contexts will show, keeping each bucket's
-/// aggregates in their order (a bucket's key is the running maximum over its aggregates, and
-/// the sort is stable), and ranks them: with windowed commit times one rank per window shown,
-/// otherwise one rank for all (exact times would make every aggregate a round of its own).
-/// Sent rank by rank, a shard's aggregates carry non-decreasing windows, as records of their
-/// own do, so the replicator's watermark over the last two bounds the aggregates after them.
+/// aggregates in their order (a bucket's key is the running maximum of the times its
+/// aggregates show, and the sort is stable; aggregates without a time come first), and ranks
+/// them for [`SendOrder::Ranked`]: with windowed commit times one rank per key (window), with
+/// exact times a new rank wherever a bucket repeats, without times one rank. Sent rank by rank,
+/// a shard's aggregates carry non-decreasing commit times, as records of their own do, so the
+/// replicator's watermark over the last two bounds the aggregates after them.
 fn in_commit_order(full: &mut Vec<(usize, Open)>, mode: CommitTimeInContext) -> Vec<usize> {
     let mut latest: HashMap<usize, SystemTime> = HashMap::new();
     let mut keyed: Vec<(Option<SystemTime>, (usize, Open))> = full
@@ -123,14 +126,24 @@ fn in_commit_order(full: &mut Vec<(usize, Open)>, mode: CommitTimeInContext) -> 
         })
         .collect();
     keyed.sort_by_key(|(key, _)| *key);
-    let windowed = matches!(mode, CommitTimeInContext::Window(_));
-    let mut ranks = Vec::with_capacity(keyed.len());
+    let mut ranks: Vec<usize> = Vec::with_capacity(keyed.len());
     let mut previous = None;
-    for (key, entry) in keyed {
-        let rank = ranks.last().map_or(0, |&r| if windowed && previous != Some(key) { r + 1 } else { r });
-        ranks.push(rank);
+    let mut in_rank: HashSet<usize> = HashSet::new();
+    for (key, (bucket, o)) in keyed {
+        let next = !ranks.is_empty()
+            && match mode {
+                CommitTimeInContext::Window(_) => previous != Some(key),
+                // Exact times: a new rank where a bucket repeats, so the ranks go out in this order.
+                CommitTimeInContext::Exact => in_rank.contains(&bucket),
+                CommitTimeInContext::Omit => false,
+            };
+        if next {
+            in_rank.clear();
+        }
+        in_rank.insert(bucket);
+        ranks.push(ranks.last().map_or(0, |&r| r + usize::from(next)));
         previous = Some(key);
-        full.push(entry);
+        full.push((bucket, o));
     }
     ranks
 }
@@ -226,6 +239,7 @@ impl AggregatingProducer {
         // every later rank, as a failed put would (so a re-put of its records stays in order).
         let mut held: HashSet<usize> = HashSet::new();
         let mut stop: Option<usize> = None;
+        let mut first_failed = String::new();
         for s in sealed {
             let error = if held.contains(&s.bucket) || stop.is_some_and(|r| s.rank > r) {
                 None
@@ -240,13 +254,16 @@ impl AggregatingProducer {
                 }
             };
             held.insert(s.bucket);
-            stop = Some(stop.map_or(s.rank, |r| r.min(s.rank)));
+            if stop.is_none() {
+                stop = Some(s.rank);
+                first_failed = self.outer_keys[s.bucket].clone();
+            }
             for &i in &s.members {
-                let partition_key = records[i].0.to_owned();
-                let error = error
-                    .as_ref()
-                    .map_or_else(|| KinesisError::NotSent(partition_key.clone()), |e| e.for_each_record());
-                report.failed.push(FailedRecord { index: i, partition_key, error });
+                let error = match &error {
+                    Some(e) => e.for_each_record(),
+                    None => KinesisError::HeldBack { failed: first_failed.clone() },
+                };
+                report.failed.push(FailedRecord { index: i, partition_key: records[i].0.to_owned(), error });
             }
         }
         self.send(&records, encrypted, &mut report).await;
@@ -303,11 +320,19 @@ impl AggregatingProducer {
                 });
                 continue;
             }
-            // With windowed commit times an aggregate holds one window, so the context shows
-            // every record's own window (as a record of its own would) and a later window's
-            // aggregates can follow the earlier window's on the stream.
+            // A commit time the context cannot carry (before 1970) fails its record alone.
+            let shown = match commit_time.map(|t| mode.shown(t)).transpose() {
+                Ok(shown) => shown.flatten(),
+                Err(e) => {
+                    report.failed.push(FailedRecord { index: i, partition_key: key.to_owned(), error: e.into() });
+                    continue;
+                }
+            };
+            // With windowed commit times a later window starts an aggregate, so the windows
+            // shown go up along a bucket and a later window's aggregates can follow the earlier
+            // window's on the stream.
             let window = match mode {
-                CommitTimeInContext::Window(_) => commit_time.and_then(|t| mode.shown(t).ok().flatten()),
+                CommitTimeInContext::Window(_) => shown,
                 _ => None,
             };
             let o = open[bucket].get_or_insert_with(|| Open::new(room));
@@ -429,7 +454,11 @@ mod tests {
         let order: Vec<usize> = full.iter().map(|(_, o)| o.members[0]).collect();
         assert_eq!(order, [3, 5, 1, 0, 2, 4]);
         assert_eq!(ranks, [0, 1, 2, 3, 3, 4], "one rank per window shown");
-        assert_eq!(in_commit_order(&mut exact, CommitTimeInContext::Exact), [0; 6], "exact times: one rank");
+        assert_eq!(
+            in_commit_order(&mut exact, CommitTimeInContext::Exact),
+            [0, 1, 1, 1, 2, 2],
+            "a rank ends where a bucket repeats"
+        );
         assert_eq!(exact.iter().map(|(_, o)| o.members[0]).collect::<Vec<_>>(), order);
     }
 }

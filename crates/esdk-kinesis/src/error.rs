@@ -56,6 +56,25 @@ pub enum KinesisError {
     /// reorder the key. Put it again after that record.
     #[error("not sent: an earlier record with partition key {0:?} failed, and sending this one would reorder the key; put both again in order")]
     NotSent(String),
+    /// Not sent because a record before it (under partition key `failed`: its bucket's, or of
+    /// an earlier commit window) was not put: sending this one first would reorder the bucket's
+    /// keys or let the failover watermark pass that record. Put both again in order.
+    #[error("not sent: an earlier record (partition key {failed:?}) was not put, and this one must not overtake it; put both again in order")]
+    HeldBack {
+        /// The partition key of the record that was not put.
+        failed: String,
+    },
+    /// Encryption failed for a group this record belongs to (its aggregate, or the materials of
+    /// a put): the group's error, for each of its records.
+    #[error("not encrypted ({kind:?}): {reason} ({})", retry_hint(*retryable))]
+    NotEncrypted {
+        /// The encryption error's kind.
+        kind: esdk::ErrorKind,
+        /// What failed.
+        reason: String,
+        /// Whether putting the records again can help.
+        retryable: bool,
+    },
     /// A Lambda event could not be read.
     #[error("invalid Kinesis Lambda event: {0}")]
     InvalidEvent(String),
@@ -164,7 +183,8 @@ impl KinesisError {
             Self::Kinesis { retryable, .. } | Self::DynamoDb { retryable, .. } | Self::Sqs { retryable, .. } => {
                 *retryable
             }
-            Self::NotSent(_) | Self::FlagMissing { .. } => true,
+            Self::NotEncrypted { retryable, .. } => *retryable,
+            Self::NotSent(_) | Self::HeldBack { .. } | Self::FlagMissing { .. } => true,
             _ => false,
         }
     }
@@ -205,6 +225,11 @@ impl KinesisError {
                 retryable: *retryable,
             },
             Self::NotSent(key) => Self::NotSent(key.clone()),
+            Self::HeldBack { failed } => Self::HeldBack { failed: failed.clone() },
+            Self::Esdk(e) => Self::NotEncrypted { kind: e.kind(), reason: e.to_string(), retryable: e.is_retryable() },
+            Self::NotEncrypted { kind, reason, retryable } => {
+                Self::NotEncrypted { kind: *kind, reason: reason.clone(), retryable: *retryable }
+            }
             Self::RecordTooLarge { len, limit } => Self::RecordTooLarge { len: *len, limit: *limit },
             Self::RegionNotActive { region, active } => {
                 Self::RegionNotActive { region: region.clone(), active: active.clone() }

@@ -203,6 +203,16 @@ pub(crate) async fn put_ordered(
                     for &i in request.iter().skip(resp.records().len()) {
                         attempts[i] += 1;
                         worst = worst.max(attempts[i]);
+                        if attempts[i] >= cfg.max_attempts {
+                            let err = put_failure(
+                                stream,
+                                "MissingResult",
+                                "the response had no entry for it",
+                                attempts[i],
+                                true,
+                            );
+                            fail(&mut outcomes, &mut failed_keys, entries, i, err);
+                        }
                     }
                 }
                 Err(e) => {
@@ -269,26 +279,29 @@ fn fail_followers(
     if failed_keys.is_empty() {
         return;
     }
-    let stop = match order {
-        SendOrder::PerKey => None,
-        SendOrder::Ranked(ranks) => outcomes
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| matches!(o, Some(EntryOutcome::Failed(_))))
-            .map(|(i, _)| ranks[i])
-            .min(),
-    };
-    let ranks = match order {
-        SendOrder::Ranked(ranks) => ranks,
-        SendOrder::PerKey => &[],
+    // Ranked: the lowest rank with a final failure, and that entry's key.
+    let (ranks, stop) = match order {
+        SendOrder::PerKey => (&[][..], None),
+        SendOrder::Ranked(ranks) => (
+            ranks,
+            outcomes
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| matches!(o, Some(EntryOutcome::Failed(_))))
+                .map(|(i, _)| (ranks[i], entries[i].0))
+                .min(),
+        ),
     };
     pending.retain(|&i| {
-        if failed_keys.contains(entries[i].0) || stop.is_some_and(|s| ranks[i] > s) {
-            outcomes[i] = Some(EntryOutcome::Failed(KinesisError::NotSent(entries[i].0.to_owned())));
-            false
+        let error = if failed_keys.contains(entries[i].0) {
+            KinesisError::NotSent(entries[i].0.to_owned())
+        } else if let Some((_, key)) = stop.filter(|&(rank, _)| ranks[i] > rank) {
+            KinesisError::HeldBack { failed: key.to_owned() }
         } else {
-            true
-        }
+            return true;
+        };
+        outcomes[i] = Some(EntryOutcome::Failed(error));
+        false
     });
 }
 

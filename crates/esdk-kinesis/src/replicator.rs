@@ -26,8 +26,8 @@
 //! a disorder margin, so it is never later than the commit time of any record not yet
 //! replicated, provided producers put a shard's records in commit-time order to within the
 //! margin (CDC producers read a commit-ordered log; retries reorder by seconds; the aggregating
-//! producer sends a put's aggregates window by window). A record without a commit time counts
-//! with its arrival time, as one record, whatever its header says.
+//! producer sends a put's aggregates in commit order, rank by rank). A record without a commit
+//! time counts with its arrival time, as one record, whatever its header says.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -51,7 +51,7 @@ pub const WATERMARK_WINDOW: usize = 8;
 /// How many of the [`WATERMARK_WINDOW`] records an aggregate with a commit time counts as:
 /// half, so the two last aggregates of a shard decide its watermark and one stray aggregate
 /// does not. Its commit time bounds every user record inside, and the aggregating producer sends
-/// a shard's aggregates window by window ([`crate::AggregatingProducer::put`]), so the
+/// a shard's aggregates in commit order ([`crate::AggregatingProducer::put`]), so the
 /// aggregates before the last two need not hold the watermark back (by eight aggregates, they
 /// would reach back several puts: a failover would replay up to a commit window more, and pay a
 /// data key for it). The aggregate flag is not authenticated: two forged "aggregates" in a row

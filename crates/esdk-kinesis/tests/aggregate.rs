@@ -14,7 +14,7 @@ use esdk_kinesis::{Aggregation, KinesisError, SourceRecord};
 use esdk_testkit::aws::Endpoint;
 use esdk_testkit::pipeline::{
     change, changes, changes_of_size, consume_until, pipeline, produce_all, replicate_all, replicator, unique, Change,
-    Delivered, Verdict,
+    Delivered, Put, Verdict,
 };
 
 fn deadline() -> Instant {
@@ -352,4 +352,60 @@ async fn an_aggregated_stream_resumes_from_the_same_commit_window_as_single_reco
         resume.push(b.control.resume_point(&stream, &a.region, Duration::ZERO).await.unwrap().from);
     }
     assert_eq!(resume, [Some(last_window); 2], "aggregated, then one record per message");
+}
+
+#[tokio::test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
+async fn a_commit_time_the_context_cannot_carry_fails_its_record_alone() {
+    let env = Endpoint::from_env();
+    let (stream, table) = (unique("pre1970"), unique("ctl"));
+    let (a, _b) = pipeline(&env, "us-east-1", "us-west-2", &stream, &table, 1).await;
+    let now = SystemTime::now();
+    let before_1970 = UNIX_EPOCH - Duration::from_secs(1);
+    let records =
+        [("k1", &b"one"[..], Some(now)), ("k1", &b"two"[..], Some(before_1970)), ("k2", &b"three"[..], Some(now))];
+    let report = a.aggregating_producer(&stream).put(records).await;
+    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+    assert_eq!(report.failed[0].index, 1);
+    assert!(!report.failed[0].error.is_retryable(), "{}", report.failed[0].error);
+    assert!(report.failed[0].error.to_string().contains("1970"), "{}", report.failed[0].error);
+    assert_eq!(report.put.iter().map(|p| p.index).collect::<Vec<_>>(), [0, 2]);
+}
+
+#[tokio::test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
+async fn a_window_that_cannot_be_encrypted_holds_back_the_later_windows() {
+    let env = Endpoint::from_env();
+    // Regions of its own: the KMS fault below must not reach the other tests of this binary.
+    let (ra, rb) = ("ca-central-1", "sa-east-1");
+    let (stream, table) = (unique("held"), unique("ctl"));
+    let (a, _b) = pipeline(&env, ra, rb, &stream, &table, 1).await;
+    // Three 10 s windows of 40 changes over 8 rows.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let base = UNIX_EPOCH + Duration::from_secs((now - 60) / 10 * 10);
+    let all: Vec<Change> = (0..120).map(|i| change(i, 8, base, Duration::from_millis(250))).collect();
+    let window = |c: &Change| (c.commit_time.duration_since(base).unwrap().as_secs() / 10) as usize;
+    let producer = a.aggregating_producer(&stream);
+    // The first window's data key is cached by a first put; then GenerateDataKey fails.
+    let first: Vec<&Change> = all.iter().filter(|c| window(c) == 0).collect();
+    assert!(producer.put_changes(&first).await.failed.is_empty());
+    env.inject_fault("TrentService.GenerateDataKey", ra, 1000, "ThrottlingException").await;
+    let rest: Vec<&Change> = all.iter().filter(|c| window(c) > 0).collect();
+    let report = producer.put_changes(&rest).await;
+    env.clear_faults_in(ra).await;
+    assert!(report.put.is_empty(), "nothing of windows 1 and 2 went: {:?}", report.put.first());
+    for f in &report.failed {
+        let w = window(rest[f.index]);
+        assert!(f.error.is_retryable(), "{}", f.error);
+        match (&f.error, w) {
+            (KinesisError::NotEncrypted { .. }, 1) | (KinesisError::HeldBack { .. }, 2) => {}
+            (e, w) => panic!("window {w}: {e}"),
+        }
+    }
+    // Put again in order once KMS answers: everything arrives, in order per key.
+    let again: Vec<&Change> = report.failed.iter().map(|f| rest[f.index]).collect();
+    assert!(producer.put_changes(&again).await.failed.is_empty());
+    let mut delivered = Delivered::default();
+    consume_until(&a.consumer(&stream, Some("g")), a.kinesis.clone(), &mut delivered, 120, deadline()).await;
+    assert_eq!(delivered.check(&all), Verdict::CLEAN);
 }
