@@ -23,8 +23,9 @@
 //! commit times the same holds with a new rank wherever a bucket repeats. So a shard's
 //! aggregates carry non-decreasing commit times, as single records do, and the replicator's
 //! failover watermark over the last two of them ([`crate::AGGREGATE_WEIGHT`]) bounds the ones
-//! after, for a producer that puts in commit order one `put` at a time (retries within a rank
-//! reorder only equal windows). The cost: a put spanning W windows takes at least W rounds of
+//! after, for a producer that puts in commit order one `put` at a time (with windowed times,
+//! retries within a rank reorder only equal windows; with exact times, only the failover margin
+//! covers a retried aggregate landing after a later one of another bucket). The cost: a put spanning W windows takes at least W rounds of
 //! `PutRecords`, and ranks span shards (one shard's throttling delays the later windows of
 //! all). A record too large to share an aggregate is sent in one of its own, one too large even
 //! alone is refused before anything is sent, with the largest payload that fits, and one whose
@@ -226,7 +227,7 @@ impl AggregatingProducer {
         if let Err(e) = self.producer.check_region().await {
             return PutReport::refused(records.iter().map(|r| r.0), &e);
         }
-        // A commit time the context cannot carry (before 1970) fails its aggregate, not the budgets.
+        // A commit time the context cannot carry fails its record (in `fill`), not the budgets.
         let earliest = records.iter().filter_map(|r| r.2).filter(|t| *t >= UNIX_EPOCH).min();
         let budgets = match self.budgets(earliest).await {
             Ok(b) => b,
@@ -241,7 +242,8 @@ impl AggregatingProducer {
         let mut stop: Option<usize> = None;
         let mut first_failed = String::new();
         for s in sealed {
-            let error = if held.contains(&s.bucket) || stop.is_some_and(|r| s.rank > r) {
+            let held_before = held.contains(&s.bucket);
+            let error = if held_before || stop.is_some_and(|r| s.rank > r) {
                 None
             } else {
                 let key = &self.outer_keys[s.bucket];
@@ -261,6 +263,8 @@ impl AggregatingProducer {
             for &i in &s.members {
                 let error = match &error {
                     Some(e) => e.for_each_record(),
+                    // Behind its own bucket's failure, or behind the put's first (an earlier rank).
+                    None if held_before => KinesisError::HeldBack { failed: self.outer_keys[s.bucket].clone() },
                     None => KinesisError::HeldBack { failed: first_failed.clone() },
                 };
                 report.failed.push(FailedRecord { index: i, partition_key: records[i].0.to_owned(), error });

@@ -56,17 +56,18 @@ pub enum KinesisError {
     /// reorder the key. Put it again after that record.
     #[error("not sent: an earlier record with partition key {0:?} failed, and sending this one would reorder the key; put both again in order")]
     NotSent(String),
-    /// Not sent because a record before it (under partition key `failed`: its bucket's, or of
-    /// an earlier commit window) was not put: sending this one first would reorder the bucket's
-    /// keys or let the failover watermark pass that record. Put both again in order.
-    #[error("not sent: an earlier record (partition key {failed:?}) was not put, and this one must not overtake it; put both again in order")]
+    /// Not sent because an aggregate before it (under outer partition key `failed`: of its own
+    /// bucket, or of an earlier rank of the put, such as an earlier commit window) was not put:
+    /// sending this one first would reorder the bucket's keys or let the failover watermark
+    /// pass that aggregate's records. Put both again in order.
+    #[error("not sent: an earlier aggregate (outer partition key {failed:?}) was not put, and this record must not overtake it; put both again in order")]
     HeldBack {
-        /// The partition key of the record that was not put.
+        /// The outer partition key of the aggregate that was not put.
         failed: String,
     },
     /// Encryption failed for a group this record belongs to (its aggregate, or the materials of
     /// a put): the group's error, for each of its records.
-    #[error("not encrypted ({kind:?}): {reason} ({})", retry_hint(*retryable))]
+    #[error("not encrypted ({kind:?}): {reason}")]
     NotEncrypted {
         /// The encryption error's kind.
         kind: esdk::ErrorKind,
@@ -214,7 +215,9 @@ impl KinesisError {
     }
 
     /// The same error for another record of a batch that failed as a whole (the producer's
-    /// active-Region check, an aggregate that was not put): those variants keep their fields.
+    /// active-Region check, an aggregate that was not put or not encrypted): the variants named
+    /// here keep their fields, an ESDK error becomes [`Self::NotEncrypted`] (its kind, text and
+    /// retryability), anything else [`Self::InvalidConfig`] with its text.
     pub(crate) fn for_each_record(&self) -> Self {
         match self {
             Self::Kinesis { operation, stream, code, message, retryable } => Self::Kinesis {

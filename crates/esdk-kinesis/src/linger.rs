@@ -6,7 +6,9 @@
 //! records are put in the order they were sent. If a record cannot be put, its bucket (every
 //! partition key sharing its outer key) stops: its waiting and later records fail with
 //! [`KinesisError::NotSent`] until [`Sender::resume`], so that the caller can put the failed
-//! records again, in order, before anything later of those keys.
+//! records again, in order, before anything later of those keys. (Within one flush, records of
+//! a later commit window behind a failure fail too, with [`KinesisError::HeldBack`]; later
+//! flushes of other buckets go on, so a re-put after them relies on the failover margin.)
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

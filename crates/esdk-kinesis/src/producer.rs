@@ -85,7 +85,7 @@ pub struct PutReport {
 pub const PUT_PAYLOAD_UNIT: u64 = 25 * 1024;
 
 impl PutReport {
-    /// A report of `keys` all refused with (a copy of) `error`.
+    /// A report of `keys` all refused with `error` (as [`KinesisError::for_each_record`] copies it).
     pub(crate) fn refused<'a>(keys: impl IntoIterator<Item = &'a str>, error: &KinesisError) -> Self {
         let failed = keys
             .into_iter()

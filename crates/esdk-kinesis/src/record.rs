@@ -74,11 +74,20 @@ impl CommitTimeInContext {
     }
 
     /// The time the context shows for commit time `t` (`None` for [`Self::Omit`]): `t` rounded
-    /// down to the window, or to the millisecond.
+    /// down to the window, or to the millisecond. RFC 3339 carries the years 1970 to 9999 here.
     pub fn shown(self, t: SystemTime) -> Result<Option<SystemTime>> {
+        if self == Self::Omit {
+            return Ok(None);
+        }
         let since = t.duration_since(UNIX_EPOCH).map_err(|_| {
             Error::InvalidConfig("commit time is before 1970-01-01; pass the record's real commit time".into())
         })?;
+        if since.as_secs() >= YEAR_10000 {
+            return Err(Error::InvalidConfig(format!(
+                "commit time is {} s after 1970, past the year 9999 (milliseconds taken for seconds?); pass the record's real commit time",
+                since.as_secs()
+            )));
+        }
         Ok(match self {
             Self::Omit => None,
             Self::Exact => Some(UNIX_EPOCH + truncate(since, Duration::from_millis(1))),
@@ -86,6 +95,9 @@ impl CommitTimeInContext {
         })
     }
 }
+
+/// 10000-01-01T00:00:00Z, in seconds since 1970: the first time RFC 3339 cannot write.
+const YEAR_10000: u64 = 253_402_300_800;
 
 fn truncate(d: Duration, unit: Duration) -> Duration {
     let unit_ns = unit.as_nanos().max(1);
@@ -460,6 +472,15 @@ mod tests {
         assert_eq!(parse_commit_time(&e).unwrap(), t);
         assert_eq!(parse_commit_time("2022-07-18T20:00:00").unwrap(), UNIX_EPOCH + Duration::from_secs(1_658_174_400));
         assert_eq!(CommitTimeInContext::Omit.render(t).unwrap(), None);
+        // The years RFC 3339 can write, and only those (a time in milliseconds read as seconds
+        // is refused, not a panic).
+        let last = UNIX_EPOCH + Duration::from_secs(YEAR_10000 - 1);
+        assert_eq!(CommitTimeInContext::Exact.render(last).unwrap().unwrap(), "9999-12-31T23:59:59.000Z");
+        for mode in [CommitTimeInContext::Exact, CommitTimeInContext::default()] {
+            assert!(mode.render(last + Duration::from_secs(1)).is_err());
+            assert!(mode.render(UNIX_EPOCH - Duration::from_secs(1)).is_err());
+        }
+        assert_eq!(CommitTimeInContext::Omit.render(last + Duration::from_secs(1)).unwrap(), None);
     }
 
     #[test]

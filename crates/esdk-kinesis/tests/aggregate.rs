@@ -362,13 +362,20 @@ async fn a_commit_time_the_context_cannot_carry_fails_its_record_alone() {
     let (a, _b) = pipeline(&env, "us-east-1", "us-west-2", &stream, &table, 1).await;
     let now = SystemTime::now();
     let before_1970 = UNIX_EPOCH - Duration::from_secs(1);
-    let records =
-        [("k1", &b"one"[..], Some(now)), ("k1", &b"two"[..], Some(before_1970)), ("k2", &b"three"[..], Some(now))];
+    // Milliseconds taken for seconds: past the year 9999, which RFC 3339 cannot write.
+    let millis_as_seconds = UNIX_EPOCH + Duration::from_secs(1_796_000_000_000);
+    let records = [
+        ("k1", &b"one"[..], Some(now)),
+        ("k1", &b"two"[..], Some(before_1970)),
+        ("k2", &b"three"[..], Some(now)),
+        ("k3", &b"four"[..], Some(millis_as_seconds)),
+    ];
     let report = a.aggregating_producer(&stream).put(records).await;
-    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
-    assert_eq!(report.failed[0].index, 1);
-    assert!(!report.failed[0].error.is_retryable(), "{}", report.failed[0].error);
-    assert!(report.failed[0].error.to_string().contains("1970"), "{}", report.failed[0].error);
+    assert_eq!(report.failed.iter().map(|f| f.index).collect::<Vec<_>>(), [1, 3], "{:?}", report.failed);
+    for (f, says) in report.failed.iter().zip(["1970", "9999"]) {
+        assert!(!f.error.is_retryable(), "{}", f.error);
+        assert!(f.error.to_string().contains(says), "{}", f.error);
+    }
     assert_eq!(report.put.iter().map(|p| p.index).collect::<Vec<_>>(), [0, 2]);
 }
 
@@ -394,6 +401,8 @@ async fn a_window_that_cannot_be_encrypted_holds_back_the_later_windows() {
     let report = producer.put_changes(&rest).await;
     env.clear_faults_in(ra).await;
     assert!(report.put.is_empty(), "nothing of windows 1 and 2 went: {:?}", report.put.first());
+    assert_eq!(report.failed.len(), rest.len(), "every record reported once");
+    assert!(report.failed.iter().any(|f| matches!(f.error, KinesisError::HeldBack { .. })));
     for f in &report.failed {
         let w = window(rest[f.index]);
         assert!(f.error.is_retryable(), "{}", f.error);
