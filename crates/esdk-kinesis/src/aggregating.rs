@@ -25,11 +25,12 @@
 //! failover watermark over the last two of them ([`crate::AGGREGATE_WEIGHT`]) bounds the ones
 //! after, for a producer that puts in commit order one `put` at a time (with windowed times,
 //! retries within a rank reorder only equal windows; with exact times, only the failover margin
-//! covers a retried aggregate landing after a later one of another bucket). The cost: a put spanning W windows takes at least W rounds of
-//! `PutRecords`, and ranks span shards (one shard's throttling delays the later windows of
-//! all). A record too large to share an aggregate is sent in one of its own, one too large even
-//! alone is refused before anything is sent, with the largest payload that fits, and one whose
-//! commit time the context cannot carry (before 1970) is refused alone.
+//! covers a retried aggregate landing after a later one of another bucket). The cost: a put
+//! spanning W windows takes at least W rounds of `PutRecords`, and ranks span shards (one
+//! shard's throttling delays the later windows of all). A record too large to share an
+//! aggregate is sent in one of its own, one too large even alone is refused before anything is
+//! sent, with the largest payload that fits, and one whose commit time the context cannot carry
+//! (before 1970 or after 9999) is refused alone.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -324,7 +325,7 @@ impl AggregatingProducer {
                 });
                 continue;
             }
-            // A commit time the context cannot carry (before 1970) fails its record alone.
+            // A commit time the context cannot carry (before 1970 or after 9999) fails its record alone.
             let shown = match commit_time.map(|t| mode.shown(t)).transpose() {
                 Ok(shown) => shown.flatten(),
                 Err(e) => {
