@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use esdk::keyring::kms::{
     AwsSdkClientSupplier, ClientSupplier, DecryptOutput, EncryptOutput, GenerateDataKeyOutput, KmsClient, KmsError,
-    KmsKeyring,
+    KmsKeyring, KmsRsaAlgorithm,
 };
 use esdk::{CachingCmm, Client, DefaultCmm, EncryptionContext, LocalCache, MaterialsManager};
 
@@ -62,6 +62,16 @@ impl KmsClient for Counted {
     ) -> Result<DecryptOutput, KmsError> {
         self.decrypt.fetch_add(1, Ordering::Relaxed);
         self.inner.decrypt(k, c, ec, g).await
+    }
+    async fn decrypt_rsa(
+        &self,
+        k: &str,
+        c: &[u8],
+        a: KmsRsaAlgorithm,
+        g: &[String],
+    ) -> Result<DecryptOutput, KmsError> {
+        self.decrypt.fetch_add(1, Ordering::Relaxed);
+        self.inner.decrypt_rsa(k, c, a, g).await
     }
 }
 

@@ -121,6 +121,10 @@ impl EcdsaVerifier for Verifier {
 struct RsaPub(rsa::PublicEncryptingKey);
 
 impl RsaPublic for RsaPub {
+    fn modulus_bits(&self) -> usize {
+        self.0.key_size_bits()
+    }
+
     fn encrypt(&self, padding: RsaPadding, plaintext: &[u8]) -> Result<Vec<u8>> {
         let fail = |_| Error::Crypto("RSA encryption failed (is the data key too long for the key and padding?)");
         let mut out = vec![0u8; self.0.key_size_bytes()];

@@ -167,6 +167,9 @@ pub(crate) trait EcdsaVerifier: Send + Sync {
 /// RSA public key (encrypt).
 pub(crate) trait RsaPublic: Send + Sync {
     fn encrypt(&self, padding: RsaPadding, plaintext: &[u8]) -> Result<Vec<u8>>;
+    /// Bit length of the modulus (the AWS KMS RSA keyring's minimum).
+    #[cfg_attr(not(feature = "kms"), allow(dead_code))]
+    fn modulus_bits(&self) -> usize;
 }
 
 /// RSA private key (decrypt).

@@ -107,6 +107,10 @@ impl EcdsaVerifier for VerifyingKey {
 struct RsaPub(rsa::PublicKey);
 
 impl RsaPublic for RsaPub {
+    fn modulus_bits(&self) -> usize {
+        rsa::traits::PublicKeyParts::n(&self.0).bit_width() as usize
+    }
+
     fn encrypt(&self, padding: RsaPadding, plaintext: &[u8]) -> Result<Vec<u8>> {
         let mut rng = SysRng;
         let res = match padding {

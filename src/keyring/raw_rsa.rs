@@ -90,7 +90,7 @@ impl RawRsaKeyring {
     }
 }
 
-fn decode_pem(pem: &str, expected: &str) -> Result<Vec<u8>> {
+pub(crate) fn decode_pem(pem: &str, expected: &str) -> Result<Vec<u8>> {
     let (label, der) = pem_rfc7468::decode_vec(pem.trim().as_bytes())
         .map_err(|e| Error::InvalidKey(format!("not a PEM document: {e}")))?;
     if label != expected {

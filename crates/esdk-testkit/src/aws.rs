@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
-use esdk::keyring::kms::{AwsSdkKmsClient, DecryptOutput, EncryptOutput, GenerateDataKeyOutput, KmsClient, KmsError};
+use esdk::keyring::kms::{
+    AwsSdkKmsClient, DecryptOutput, EncryptOutput, GenerateDataKeyOutput, KmsClient, KmsError, KmsRsaAlgorithm,
+};
 use esdk::EncryptionContext;
 
 /// The account id moto uses.
@@ -122,6 +124,30 @@ impl Endpoint {
     pub async fn create_key(&self, region: &str) -> String {
         let out = self.admin(region).create_key().send().await.expect("CreateKey");
         out.key_metadata().and_then(|m| m.arn()).expect("key ARN").to_owned()
+    }
+
+    /// A new RSA `ENCRYPT_DECRYPT` key of `bits` (2048, 3072 or 4096) in `region`: its ARN and
+    /// its public key as PEM (what the AWS KMS RSA keyring encrypts with).
+    pub async fn create_rsa_key(&self, region: &str, bits: u32) -> (String, String) {
+        use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+        let spec = match bits {
+            2048 => KeySpec::Rsa2048,
+            3072 => KeySpec::Rsa3072,
+            4096 => KeySpec::Rsa4096,
+            other => panic!("KMS has no {other}-bit RSA keys"),
+        };
+        let kms = self.admin(region);
+        let out = kms
+            .create_key()
+            .key_spec(spec)
+            .key_usage(KeyUsageType::EncryptDecrypt)
+            .send()
+            .await
+            .expect("CreateKey RSA");
+        let arn = out.key_metadata().and_then(|m| m.arn()).expect("key ARN").to_owned();
+        let public = kms.get_public_key().key_id(&arn).send().await.expect("GetPublicKey");
+        let der = public.public_key().expect("public key").as_ref();
+        (arn.clone(), pem_rfc7468::encode_string("PUBLIC KEY", pem_rfc7468::LineEnding::LF, der).expect("PEM"))
     }
 
     /// A multi-Region key in `primary` replicated to `replica`; returns both ARNs.
@@ -341,5 +367,16 @@ impl KmsClient for Counting {
     ) -> Result<DecryptOutput, KmsError> {
         self.record("Decrypt", key_id);
         self.inner.decrypt(key_id, ciphertext, ec, grants).await
+    }
+
+    async fn decrypt_rsa(
+        &self,
+        key_id: &str,
+        ciphertext: &[u8],
+        algorithm: KmsRsaAlgorithm,
+        grants: &[String],
+    ) -> Result<DecryptOutput, KmsError> {
+        self.record("Decrypt", key_id);
+        self.inner.decrypt_rsa(key_id, ciphertext, algorithm, grants).await
     }
 }

@@ -81,7 +81,12 @@ pub fn output_with_stdin(cmd: &mut std::process::Command, stdin: &[u8]) -> std::
 
 /// Runs `interop/esdk_python.py` with `args`; panics with its output when it fails.
 pub fn run_python(python: &Path, args: &[&str]) -> String {
-    let script = repo_root().join("interop/esdk_python.py");
+    run_python_script(python, "esdk_python.py", args)
+}
+
+/// Runs the driver `interop/<script>` with `args`; panics with its output when it fails.
+pub fn run_python_script(python: &Path, script: &str, args: &[&str]) -> String {
+    let script = repo_root().join("interop").join(script);
     let out =
         std::process::Command::new(python).arg(script).args(args).output().expect("run the Python interop driver");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -16,6 +16,8 @@ pub use crate::error::KmsError;
 use crate::error::{Error, Result};
 use crate::materials::DataKey;
 
+use super::KmsRsaAlgorithm;
+
 /// Response of `GenerateDataKey`.
 #[derive(Debug)]
 pub struct GenerateDataKeyOutput {
@@ -75,6 +77,16 @@ pub trait KmsClient: Send + Sync + fmt::Debug {
         key_id: &str,
         ciphertext_blob: &[u8],
         encryption_context: &EncryptionContext,
+        grant_tokens: &[String],
+    ) -> Result<DecryptOutput, KmsError>;
+
+    /// `Decrypt` of an RSA ciphertext (`EncryptionAlgorithm` named, no encryption context: KMS
+    /// takes none with asymmetric keys), for the AWS KMS RSA keyring.
+    async fn decrypt_rsa(
+        &self,
+        key_id: &str,
+        ciphertext_blob: &[u8],
+        algorithm: KmsRsaAlgorithm,
         grant_tokens: &[String],
     ) -> Result<DecryptOutput, KmsError>;
 }
@@ -161,6 +173,18 @@ fn tokens(grant_tokens: &[String]) -> Option<Vec<String>> {
     (!grant_tokens.is_empty()).then(|| grant_tokens.to_vec())
 }
 
+/// The fields of a `Decrypt` answer the keyrings use.
+fn decrypt_output(
+    key_id: &str,
+    out: &aws_sdk_kms::operation::decrypt::DecryptOutput,
+) -> Result<DecryptOutput, KmsError> {
+    const OP: &str = "Decrypt";
+    Ok(DecryptOutput {
+        key_id: out.key_id().ok_or_else(|| missing(OP, key_id, "KeyId"))?.to_owned(),
+        plaintext: DataKey::from_bytes(out.plaintext().ok_or_else(|| missing(OP, key_id, "Plaintext"))?.as_ref()),
+    })
+}
+
 fn missing(operation: &'static str, key_id: &str, what: &str) -> KmsError {
     KmsError::new(operation, key_id, "InvalidResponse", &format!("the response has no {what}"), false)
 }
@@ -240,10 +264,26 @@ impl KmsClient for AwsSdkKmsClient {
             .set_encryption_context(context_map(encryption_context))
             .set_grant_tokens(tokens(grant_tokens));
         let out = on_tokio(req.send()).await.map_err(|e| classify(OP, key_id, e))?;
-        Ok(DecryptOutput {
-            key_id: out.key_id().ok_or_else(|| missing(OP, key_id, "KeyId"))?.to_owned(),
-            plaintext: DataKey::from_bytes(out.plaintext().ok_or_else(|| missing(OP, key_id, "Plaintext"))?.as_ref()),
-        })
+        decrypt_output(key_id, &out)
+    }
+
+    async fn decrypt_rsa(
+        &self,
+        key_id: &str,
+        ciphertext_blob: &[u8],
+        algorithm: KmsRsaAlgorithm,
+        grant_tokens: &[String],
+    ) -> Result<DecryptOutput, KmsError> {
+        const OP: &str = "Decrypt";
+        let req = self
+            .inner
+            .decrypt()
+            .key_id(key_id)
+            .ciphertext_blob(Blob::new(ciphertext_blob))
+            .encryption_algorithm(aws_sdk_kms::types::EncryptionAlgorithmSpec::from(algorithm.as_str()))
+            .set_grant_tokens(tokens(grant_tokens));
+        let out = on_tokio(req.send()).await.map_err(|e| classify(OP, key_id, e))?;
+        decrypt_output(key_id, &out)
     }
 }
 

@@ -22,16 +22,21 @@ fn candidate(index: usize, edk: &EncryptedDataKey, attempts: &mut Attempts) -> C
         attempts.skip(index, edk, SkipReason::ProviderId);
         return Candidate::Skip;
     }
-    let parsed = std::str::from_utf8(&edk.provider_info)
-        .map_err(|_| "it is not UTF-8".to_owned())
-        .and_then(|info| KmsArn::parse_key_arn(info).map_err(|e| e.to_string()));
-    match parsed {
+    match provider_key_arn(edk) {
         Ok(arn) => Candidate::Arn(arn),
         Err(why) => {
             attempts.fail(index, edk, EdkFailure::MalformedProviderInfo { reason: why });
             Candidate::Malformed
         }
     }
+}
+
+/// The key ARN in a KMS EDK's provider info, or why it is none (the spec makes a KMS keyring's
+/// OnDecrypt fail on such an EDK of its provider id).
+pub(super) fn provider_key_arn(edk: &EncryptedDataKey) -> Result<KmsArn, String> {
+    std::str::from_utf8(&edk.provider_info)
+        .map_err(|_| "it is not UTF-8".to_owned())
+        .and_then(|info| KmsArn::parse_key_arn(info).map_err(|e| e.to_string()))
 }
 
 /// Calls `Decrypt` with `key_id` and checks the response (`aws-kms-keyring.md`, "OnDecrypt"):

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::client::{DecryptOutput, EncryptOutput, GenerateDataKeyOutput, KmsClient, KmsError};
+use super::KmsRsaAlgorithm;
 use crate::context::EncryptionContext;
 
 /// Call counts of a [`MeteredKmsClient`] (attempted calls, failed ones included).
@@ -100,6 +101,17 @@ impl KmsClient for MeteredKmsClient {
         grant_tokens: &[String],
     ) -> Result<DecryptOutput, KmsError> {
         let r = self.inner.decrypt(key_id, ciphertext_blob, encryption_context, grant_tokens).await;
+        self.count(2, r)
+    }
+
+    async fn decrypt_rsa(
+        &self,
+        key_id: &str,
+        ciphertext_blob: &[u8],
+        algorithm: KmsRsaAlgorithm,
+        grant_tokens: &[String],
+    ) -> Result<DecryptOutput, KmsError> {
+        let r = self.inner.decrypt_rsa(key_id, ciphertext_blob, algorithm, grant_tokens).await;
         self.count(2, r)
     }
 }

@@ -1,5 +1,6 @@
 //! AWS KMS keyrings (spec `framework/aws-kms/`): strict and discovery, each in a plain and a
-//! multi-Region-key-aware form, plus the multi-keyring constructors (feature `kms`).
+//! multi-Region-key-aware form, plus the multi-keyring constructors, and the RSA keyring
+//! (feature `kms`).
 //!
 //! Decryption is allow-list first: an EDK is sent to KMS only after it passed this keyring's
 //! filter (exact ARN, MRK match, or discovery filter), and the `KeyId` of every `Decrypt` call is
@@ -21,6 +22,9 @@ mod metered;
 #[cfg(feature = "kms")]
 mod multi;
 #[cfg(feature = "kms")]
+mod rsa;
+mod rsa_algorithm;
+#[cfg(feature = "kms")]
 mod strict;
 
 pub use arn::{check_mrks_unique, mrk_match, KeyIdentifier, KmsArn, ResourceType};
@@ -35,6 +39,9 @@ pub use discovery::{DiscoveryFilter, KmsDiscoveryKeyring, KmsMrkDiscoveryKeyring
 pub use metered::{KmsCallCounts, MeteredKmsClient};
 #[cfg(feature = "kms")]
 pub use multi::{discovery_multi_keyring, mrk_discovery_multi_keyring, mrk_multi_keyring, strict_multi_keyring};
+#[cfg(feature = "kms")]
+pub use rsa::{KmsRsaKeyring, RSA_PROVIDER_ID};
+pub use rsa_algorithm::KmsRsaAlgorithm;
 #[cfg(feature = "kms")]
 pub use strict::{KmsKeyring, KmsMrkKeyring};
 
