@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use esdk::context::EncryptionContext;
 use esdk::crypto::RsaPadding;
+use esdk::keyring::kms::KmsRsaAlgorithm;
 
 /// One `--wrapping-keys` group.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +74,17 @@ pub struct RawRsaKeySpec {
     pub file: PathBuf,
     /// Padding.
     pub padding: RsaPadding,
+}
+
+/// An AWS KMS RSA key: `key=ARN,algorithm=RSAES_OAEP_SHA_256|RSAES_OAEP_SHA_1[,public-key=PEM]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KmsRsaKeySpec {
+    /// The key ARN.
+    pub key: String,
+    /// KMS' name of the OAEP algorithm.
+    pub algorithm: KmsRsaAlgorithm,
+    /// The key's public half (`PUBLIC KEY` PEM, from `aws kms get-public-key`): needed to encrypt.
+    pub public_key: Option<PathBuf>,
 }
 
 fn split_attr<'a>(attr: &'a str, syntax: &str) -> Result<(&'a str, &'a str), String> {
@@ -192,6 +204,18 @@ pub fn parse_raw_rsa(spec: &str) -> Result<RawRsaKeySpec, String> {
     };
     no_extra(&attrs, SYNTAX)?;
     Ok(RawRsaKeySpec { namespace, name, file, padding })
+}
+
+/// Parses `--kms-rsa-key key=ARN,algorithm=ALG[,public-key=PEM]`.
+pub fn parse_kms_rsa(spec: &str) -> Result<KmsRsaKeySpec, String> {
+    const SYNTAX: &str = "expected key=ARN,algorithm=RSAES_OAEP_SHA_256|RSAES_OAEP_SHA_1[,public-key=PEM]";
+    let mut attrs = raw_attrs(spec, SYNTAX)?;
+    let key = take(&mut attrs, "key", SYNTAX)?;
+    let algorithm = take(&mut attrs, "algorithm", SYNTAX)?;
+    let algorithm = algorithm.parse().map_err(|_| format!("algorithm={algorithm}: {SYNTAX}"))?;
+    let public_key = take(&mut attrs, "public-key", SYNTAX).ok().map(PathBuf::from);
+    no_extra(&attrs, SYNTAX)?;
+    Ok(KmsRsaKeySpec { key, algorithm, public_key })
 }
 
 /// `--caching capacity=N max_age=SECONDS [max_messages_encrypted=N] [max_bytes_encrypted=N]`.

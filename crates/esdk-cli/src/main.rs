@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use esdk::keyring::kms::{
     discovery_multi_keyring, mrk_discovery_multi_keyring, mrk_multi_keyring, AwsSdkClientSupplier, ClientSupplier,
-    DiscoveryFilter, KeyIdentifier,
+    DiscoveryFilter, KeyIdentifier, KmsRsaKeyring,
 };
 use esdk::{
     AlgorithmSuite, Backend, CachingCmm, Client, CommitmentPolicy, DefaultCmm, EncryptionContext, Error, ErrorKind,
@@ -107,6 +107,11 @@ struct Common {
     /// Encrypt takes a PUBLIC KEY PEM, decrypt a PRIVATE KEY PEM. Repeatable.
     #[arg(long = "raw-rsa-key", value_name = "SPEC")]
     raw_rsa_key: Vec<String>,
+    /// An AWS KMS RSA key (ENCRYPT_DECRYPT): key=ARN,algorithm=RSAES_OAEP_SHA_256|RSAES_OAEP_SHA_1[,public-key=PEM].
+    /// Encrypt wraps locally with the PUBLIC KEY PEM (aws kms get-public-key), no KMS call;
+    /// decrypt calls KMS Decrypt in the ARN's Region. Unsigned suites only. Repeatable.
+    #[arg(long = "kms-rsa-key", value_name = "SPEC")]
+    kms_rsa_key: Vec<String>,
     /// Commitment policy (default require-encrypt-require-decrypt).
     #[arg(long = "commitment-policy", value_enum, value_name = "POLICY")]
     commitment_policy: Option<PolicyArg>,
@@ -498,8 +503,33 @@ fn build_keyring(common: &Common, encrypting: bool) -> Result<Arc<dyn Keyring>, 
         };
         rings.push(Arc::new(ring));
     }
+    for spec in &common.kms_rsa_key {
+        let s = keyspec::parse_kms_rsa(spec).map_err(|e| format!("--kms-rsa-key: {e}"))?;
+        let ring = KmsRsaKeyring::new(&s.key, s.algorithm)?.with_backend(backend);
+        let ring = if encrypting {
+            let Some(file) = &s.public_key else {
+                return fail(
+                    format!("--kms-rsa-key key={}: encryption needs the public key", s.key),
+                    "add public-key=PEM (aws kms get-public-key --key-id ARN --output text --query PublicKey | base64 -d, \
+                     then openssl pkey -pubin -inform DER -out key.pem)",
+                );
+            };
+            let pem = read_key_file(file, "RSA public key")?;
+            let pem = std::str::from_utf8(&pem).map_err(|_| format!("{} is not a PEM text file", file.display()))?;
+            ring.with_public_key_pem(pem)?
+        } else {
+            let Some(arn) = KeyIdentifier::parse(&s.key)?.key_arn().cloned() else {
+                return fail(
+                    format!("--kms-rsa-key key={}: decryption allow-lists key ARNs only", s.key),
+                    "give the key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)",
+                );
+            };
+            ring.with_client(supplier()?.client(arn.region())?)
+        };
+        rings.push(Arc::new(ring));
+    }
     match rings.len() {
-        0 => fail("no key given", "add --wrapping-keys key=ARN, --raw-aes-key or --raw-rsa-key"),
+        0 => fail("no key given", "add --wrapping-keys key=ARN, --raw-aes-key, --raw-rsa-key or --kms-rsa-key"),
         1 => Ok(rings.remove(0)),
         _ => {
             let generator = rings.remove(0);

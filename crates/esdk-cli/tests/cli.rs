@@ -699,3 +699,64 @@ fn recursive_mode_skips_symlinks_so_loops_and_escapes_are_impossible() {
     written.sort();
     assert_eq!(written, ["enc/a.txt.encrypted", "enc/sub/b.txt.encrypted"]);
 }
+
+#[test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
+fn kms_rsa_key_encrypts_locally_and_decrypts_through_kms() {
+    let env = esdk_testkit::aws::Endpoint::from_env();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (arn, pem) = rt.block_on(env.create_rsa_key("ca-west-1", 2048));
+    let s = Setup::new();
+    std::fs::write(s.path().join("kms-rsa.pem"), pem).unwrap();
+    let spec = format!("key={arn},algorithm=RSAES_OAEP_SHA_256,public-key=kms-rsa.pem");
+    let unsigned = ["--algorithm", "AES_256_GCM_HKDF_SHA512_COMMIT_KEY"];
+    ok(&esdk(
+        s.path(),
+        &[&["encrypt", "-i", "data.bin", "-o", "r.esdk", "--kms-rsa-key", &spec][..], &unsigned].concat(),
+    ));
+    let out = esdk(
+        s.path(),
+        &[
+            "decrypt",
+            "-i",
+            "r.esdk",
+            "-o",
+            "r.out",
+            "--kms-rsa-key",
+            &format!("key={arn},algorithm=RSAES_OAEP_SHA_256"),
+            "--metadata-output",
+            "-",
+        ],
+    );
+    let meta: serde_json::Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    assert_eq!(meta["decrypted_with"]["provider_id"], "aws-kms-rsa");
+    assert_eq!(s.read("r.out"), s.read("data.bin"));
+
+    // Encrypting without the public key, decrypting with an alias, or a signing suite: refused
+    // with what to do.
+    let e = err(&esdk(
+        s.path(),
+        &[
+            "encrypt",
+            "-i",
+            "data.bin",
+            "-o",
+            "x.esdk",
+            "--kms-rsa-key",
+            &format!("key={arn},algorithm=RSAES_OAEP_SHA_1"),
+        ],
+    ));
+    assert!(e.contains("public-key=PEM"), "{e}");
+    let e = err(&esdk(
+        s.path(),
+        &["decrypt", "-i", "r.esdk", "-o", "x.out", "--kms-rsa-key", "key=alias/orders,algorithm=RSAES_OAEP_SHA_1"],
+    ));
+    assert!(e.contains("alias"), "{e}");
+    let e = err(&esdk(s.path(), &["encrypt", "-i", "data.bin", "-o", "y.esdk", "--kms-rsa-key", &spec]));
+    assert!(e.contains("signing suite"), "{e}");
+    let e = err(&esdk(
+        s.path(),
+        &["decrypt", "-i", "r.esdk", "-o", "x.out", "--kms-rsa-key", &format!("key={arn},algorithm=RSAES_PKCS1")],
+    ));
+    assert!(e.contains("algorithm=RSAES_PKCS1"), "{e}");
+}
