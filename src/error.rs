@@ -171,8 +171,8 @@ impl fmt::Display for SkipReason {
 pub enum EdkFailure {
     /// The KMS call failed (code and retryability in the [`KmsError`]).
     Kms(KmsError),
-    /// An `aws-kms` EDK whose provider info is not a valid key ARN: the spec makes the keyring's
-    /// whole OnDecrypt fail.
+    /// An `aws-kms` or `aws-kms-rsa` EDK whose provider info is not a valid key ARN: the spec
+    /// makes the keyring's whole OnDecrypt fail.
     MalformedProviderInfo {
         /// Why it is not a key ARN.
         reason: String,
@@ -193,6 +193,10 @@ pub enum EdkFailure {
     },
     /// A raw RSA keyring holding only a public key cannot unwrap.
     NoPrivateKey,
+    /// The key unwrapped, but it was wrapped under another encryption context than the
+    /// message's (the AWS KMS RSA keyring's digest check): the `-c` / required context pairs
+    /// given to decrypt differ from the producer's.
+    EncryptionContextMismatch,
     /// Unwrapping failed: wrong key material, a different encryption context, or a tampered EDK.
     /// (One reason for every cause, so that failures reveal nothing about the key.)
     Unwrap,
@@ -220,7 +224,7 @@ impl fmt::Display for EdkFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Kms(e) => e.fmt(f),
-            Self::MalformedProviderInfo { reason } => write!(f, "malformed aws-kms provider info: {reason}"),
+            Self::MalformedProviderInfo { reason } => write!(f, "the provider info is not a KMS key ARN: {reason}"),
             Self::KmsKeyIdMismatch { requested, returned } => {
                 write!(f, "KMS Decrypt answered for {returned} instead of {requested}")
             }
@@ -228,6 +232,10 @@ impl fmt::Display for EdkFailure {
                 write!(f, "unwrapped a {found}-byte key, the suite needs {expected}")
             }
             Self::NoPrivateKey => f.write_str("this keyring has only a public key and cannot decrypt"),
+            Self::EncryptionContextMismatch => f.write_str(
+                "KMS unwrapped the key, but it was wrapped under another encryption context than this message's \
+                 (check the context pairs given to decrypt, including required ones not stored in the header)",
+            ),
             Self::Unwrap => {
                 f.write_str("the wrapped key did not unwrap (wrong key, different encryption context, or tampered)")
             }

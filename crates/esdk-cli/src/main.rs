@@ -222,7 +222,17 @@ fn hint_for(e: &Error) -> Option<String> {
         Error::NoDecryptableDataKey(report) => {
             let arns: Vec<&str> =
                 report.present.iter().filter(|(p, _)| p == "aws-kms").map(|(_, info)| info.as_str()).collect();
-            if arns.is_empty() {
+            let rsa: Vec<&str> =
+                report.present.iter().filter(|(p, _)| p == "aws-kms-rsa").map(|(_, info)| info.as_str()).collect();
+            if arns.is_empty() && !rsa.is_empty() {
+                Some(format!(
+                    "no configured key matches any of the {} EDK(s); the message is wrapped under the KMS RSA key(s) {} — \
+                     add --kms-rsa-key key={},algorithm=RSAES_OAEP_SHA_256 (or RSAES_OAEP_SHA_1, as the producer chose)",
+                    report.present.len(),
+                    rsa.join(", "),
+                    rsa[0]
+                ))
+            } else if arns.is_empty() {
                 let keys: Vec<String> = report.present.iter().map(|(p, i)| format!("{p}/{i}")).collect();
                 Some(format!(
                     "no configured key matches any of the {} EDK(s): {}; pass the matching key with --raw-aes-key or --raw-rsa-key",

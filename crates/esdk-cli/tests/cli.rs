@@ -751,12 +751,27 @@ fn kms_rsa_key_encrypts_locally_and_decrypts_through_kms() {
         s.path(),
         &["decrypt", "-i", "r.esdk", "-o", "x.out", "--kms-rsa-key", "key=alias/orders,algorithm=RSAES_OAEP_SHA_1"],
     ));
-    assert!(e.contains("alias"), "{e}");
+    assert!(e.contains("needs the key ARN"), "{e}");
     let e = err(&esdk(s.path(), &["encrypt", "-i", "data.bin", "-o", "y.esdk", "--kms-rsa-key", &spec]));
-    assert!(e.contains("signing suite"), "{e}");
+    assert!(e.contains("signing suite") && e.contains("--algorithm AES_256_GCM_HKDF_SHA512_COMMIT_KEY"), "{e}");
+    // Another RSA key: the hint names the EDK's key and the flag to pass it with.
+    let (other, _) = rt.block_on(env.create_rsa_key("ca-west-1", 2048));
+    let e = err(&esdk(
+        s.path(),
+        &[
+            "decrypt",
+            "-i",
+            "r.esdk",
+            "-o",
+            "z.out",
+            "--kms-rsa-key",
+            &format!("key={other},algorithm=RSAES_OAEP_SHA_256"),
+        ],
+    ));
+    assert!(e.contains(&format!("--kms-rsa-key key={arn},algorithm=")), "{e}");
     let e = err(&esdk(
         s.path(),
         &["decrypt", "-i", "r.esdk", "-o", "x.out", "--kms-rsa-key", &format!("key={arn},algorithm=RSAES_PKCS1")],
     ));
-    assert!(e.contains("algorithm=RSAES_PKCS1"), "{e}");
+    assert!(e.contains("algorithm=RSAES_PKCS1: expected key=ARN,algorithm=RSAES_OAEP_SHA_256"), "{e}");
 }

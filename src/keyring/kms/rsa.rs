@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::arn::{mrk_match, KeyIdentifier, ResourceType};
+use super::arn::{mrk_match, KeyIdentifier};
 use super::edk::provider_key_arn;
 use super::{KmsClient, KmsRsaAlgorithm};
 use crate::crypto::{Backend, RsaPublic};
@@ -47,19 +47,16 @@ pub struct KmsRsaKeyring {
 }
 
 impl KmsRsaKeyring {
-    /// A keyring for the RSA key `key_id` (a key ARN, or a bare key id for encryption only; not an
-    /// alias, which KMS would resolve at call time) with `algorithm`. Add the public key with
+    /// A keyring for the RSA key `key_id` (its key ARN: not an alias, which KMS would resolve at
+    /// call time, nor a bare key id, which the EDK cannot carry) with `algorithm`. Add the public key with
     /// [`Self::with_public_key_pem`] to encrypt, a client with [`Self::with_client`] to decrypt.
     pub fn new(key_id: &str, algorithm: KmsRsaAlgorithm) -> Result<Self> {
         let key_id = KeyIdentifier::parse(key_id)?;
-        let alias = match &key_id {
-            KeyIdentifier::Alias(_) => true,
-            KeyIdentifier::Arn(a) => a.resource_type() == ResourceType::Alias,
-            KeyIdentifier::KeyId(_) => false,
-        };
-        if alias {
+        if key_id.key_arn().is_none() {
+            // The EDK carries this identifier, and OnDecrypt (here and in the MPL) takes only
+            // key ARNs: a bare key id would write messages nobody can decrypt.
             return Err(Error::InvalidConfig(format!(
-                "the AWS KMS RSA keyring needs a key ARN or key id, not the alias {key_id}"
+                "the AWS KMS RSA keyring needs the key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), not {key_id}"
             )));
         }
         Ok(Self {
@@ -116,7 +113,8 @@ impl KmsRsaKeyring {
                 action,
                 reason: format!(
                     "{} cannot be used with the signing suite {suite:?}: anyone with the public key can wrap a \
-                     data key, so the signature would prove nothing; choose a suite without ECDSA",
+                     data key, so the signature would prove nothing; choose a suite without ECDSA (the CLI: \
+                     --algorithm AES_256_GCM_HKDF_SHA512_COMMIT_KEY)",
                     self.describe()
                 ),
                 retryable: false,
@@ -226,14 +224,13 @@ impl Keyring for KmsRsaKeyring {
             }
             let plain = out.plaintext.expose_secret();
             if plain.len() != DIGEST_LEN + key_len {
-                let found = plain.len().saturating_sub(DIGEST_LEN);
-                attempts.fail(i, edk, EdkFailure::DataKeyLength { found, expected: key_len });
+                // Lengths of the whole plaintext: the 48-byte digest and the data key.
+                attempts.fail(i, edk, EdkFailure::DataKeyLength { found: plain.len(), expected: DIGEST_LEN + key_len });
                 continue;
             }
             let (digest, key) = plain.split_at(DIGEST_LEN);
             if !bool::from(digest.ct_eq(&expected)) {
-                // Another encryption context than the one the data key was wrapped with.
-                attempts.fail(i, edk, EdkFailure::Unwrap);
+                attempts.fail(i, edk, EdkFailure::EncryptionContextMismatch);
                 continue;
             }
             materials.set_data_key_from_edk(DataKey::from_bytes(key), i)?;
