@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use esdk::keyring::kms::{
     discovery_multi_keyring, mrk_discovery_multi_keyring, mrk_multi_keyring, AwsSdkClientSupplier, ClientSupplier,
-    DiscoveryFilter, KeyIdentifier, KmsRsaKeyring,
+    DiscoveryFilter, KeyIdentifier, KmsArn, KmsRsaKeyring,
 };
 use esdk::{
     AlgorithmSuite, Backend, CachingCmm, Client, CommitmentPolicy, DefaultCmm, EncryptionContext, Error, ErrorKind,
@@ -528,12 +528,8 @@ fn build_keyring(common: &Common, encrypting: bool) -> Result<Arc<dyn Keyring>, 
             let pem = std::str::from_utf8(&pem).map_err(|_| format!("{} is not a PEM text file", file.display()))?;
             ring.with_public_key_pem(pem)?
         } else {
-            let Some(arn) = KeyIdentifier::parse(&s.key)?.key_arn().cloned() else {
-                return fail(
-                    format!("--kms-rsa-key key={}: decryption allow-lists key ARNs only", s.key),
-                    "give the key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID)",
-                );
-            };
+            // KmsRsaKeyring::new took only a key ARN: Decrypt goes to its Region.
+            let arn = KmsArn::parse_key_arn(&s.key)?;
             ring.with_client(supplier()?.client(arn.region())?)
         };
         rings.push(Arc::new(ring));

@@ -147,7 +147,8 @@ impl Endpoint {
         let arn = out.key_metadata().and_then(|m| m.arn()).expect("key ARN").to_owned();
         let public = kms.get_public_key().key_id(&arn).send().await.expect("GetPublicKey");
         let der = public.public_key().expect("public key").as_ref();
-        (arn.clone(), pem_rfc7468::encode_string("PUBLIC KEY", pem_rfc7468::LineEnding::LF, der).expect("PEM"))
+        let pem = pem_rfc7468::encode_string("PUBLIC KEY", pem_rfc7468::LineEnding::LF, der).expect("PEM");
+        (arn, pem)
     }
 
     /// A multi-Region key in `primary` replicated to `replica`; returns both ARNs.

@@ -1,5 +1,5 @@
-//! What every KMS keyring does with one EDK: recognise an `aws-kms` EDK and its key ARN, and call
-//! `Decrypt` with an explicit `KeyId`.
+//! What every KMS keyring does with one EDK: recognise an EDK of its provider id (`aws-kms`,
+//! `aws-kms-rsa`) and its key ARN, filter the list, and call `Decrypt` with an explicit `KeyId`.
 
 use super::arn::KmsArn;
 use super::{KmsClient, PROVIDER_ID};
@@ -9,16 +9,16 @@ use crate::materials::{DataKey, DecryptionMaterials, EncryptedDataKey};
 
 /// What a KMS keyring makes of one EDK before its own filter.
 enum Candidate {
-    /// An `aws-kms` EDK with a valid key ARN.
+    /// An EDK of the keyring's provider id with a valid key ARN.
     Arn(KmsArn),
-    /// Not a KMS EDK (recorded as skipped).
+    /// An EDK of another provider (recorded as skipped).
     Skip,
-    /// An `aws-kms` EDK whose provider info is not a key ARN: the spec makes OnDecrypt fail.
+    /// An EDK of the provider id whose provider info is not a key ARN: the spec makes OnDecrypt fail.
     Malformed,
 }
 
-fn candidate(index: usize, edk: &EncryptedDataKey, attempts: &mut Attempts) -> Candidate {
-    if edk.provider_id != PROVIDER_ID {
+fn candidate(provider_id: &str, index: usize, edk: &EncryptedDataKey, attempts: &mut Attempts) -> Candidate {
+    if edk.provider_id != provider_id {
         attempts.skip(index, edk, SkipReason::ProviderId);
         return Candidate::Skip;
     }
@@ -33,7 +33,7 @@ fn candidate(index: usize, edk: &EncryptedDataKey, attempts: &mut Attempts) -> C
 
 /// The key ARN in a KMS EDK's provider info, or why it is none (the spec makes a KMS keyring's
 /// OnDecrypt fail on such an EDK of its provider id).
-pub(super) fn provider_key_arn(edk: &EncryptedDataKey) -> Result<KmsArn, String> {
+fn provider_key_arn(edk: &EncryptedDataKey) -> Result<KmsArn, String> {
     std::str::from_utf8(&edk.provider_info)
         .map_err(|_| "it is not UTF-8".to_owned())
         .and_then(|info| KmsArn::parse_key_arn(info).map_err(|e| e.to_string()))
@@ -82,12 +82,34 @@ pub(super) async fn filter_then_decrypt(
     edks: &[EncryptedDataKey],
     materials: &DecryptionMaterials,
     grant_tokens: &[String],
-    mut attempts: Attempts,
+    attempts: Attempts,
     select: impl Fn(KmsArn) -> Result<String, SkipReason>,
 ) -> Result<(usize, DataKey), Error> {
+    let (mut attempts, matching) = filter_edks(PROVIDER_ID, edks, attempts, select)?;
+    for (i, edk, key_id) in matching {
+        if let Some(key) = decrypt_edk(client, &key_id, i, edk, materials, grant_tokens, &mut attempts).await {
+            return Ok((i, key));
+        }
+    }
+    Err(attempts.into_error())
+}
+
+/// An EDK that passed the filter: its index, the EDK, and the `KeyId` to call `Decrypt` with.
+pub(super) type Selected<'e> = (usize, &'e EncryptedDataKey, String);
+
+/// The filter step of a KMS keyring's OnDecrypt, for EDKs of `provider_id` (`aws-kms` or
+/// `aws-kms-rsa`): each EDK whose key ARN `select` maps to the `KeyId` to call `Decrypt` with,
+/// in order; the others are recorded in `attempts` as skipped. A malformed EDK of
+/// `provider_id` anywhere in the list fails OnDecrypt (the error names every EDK).
+pub(super) fn filter_edks<'e>(
+    provider_id: &str,
+    edks: &'e [EncryptedDataKey],
+    mut attempts: Attempts,
+    select: impl Fn(KmsArn) -> Result<String, SkipReason>,
+) -> Result<(Attempts, Vec<Selected<'e>>), Error> {
     let mut matching = Vec::new();
     for (i, edk) in edks.iter().enumerate() {
-        let arn = match candidate(i, edk, &mut attempts) {
+        let arn = match candidate(provider_id, i, edk, &mut attempts) {
             Candidate::Arn(arn) => arn,
             Candidate::Skip => continue,
             Candidate::Malformed => return Err(attempts.into_error()),
@@ -97,10 +119,5 @@ pub(super) async fn filter_then_decrypt(
             Err(reason) => attempts.skip(i, edk, reason),
         }
     }
-    for (i, edk, key_id) in matching {
-        if let Some(key) = decrypt_edk(client, &key_id, i, edk, materials, grant_tokens, &mut attempts).await {
-            return Ok((i, key));
-        }
-    }
-    Err(attempts.into_error())
+    Ok((attempts, matching))
 }

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::arn::{mrk_match, KeyIdentifier};
-use super::edk::provider_key_arn;
+use super::arn::{mrk_match, KeyIdentifier, KmsArn};
+use super::edk::filter_edks;
 use super::{KmsClient, KmsRsaAlgorithm};
 use crate::crypto::{Backend, RsaPublic};
 use crate::error::{EdkFailure, Error, Result, SkipReason};
@@ -190,25 +190,17 @@ impl Keyring for KmsRsaKeyring {
         let expected = self.digest(materials.encryption_context())?;
         let key_len = materials.suite().data_key_len();
         let configured = self.key_id.to_string();
-        let mut attempts = Attempts::new(self.describe(), edks);
-
-        // Filter the whole list first: a malformed aws-kms-rsa EDK fails OnDecrypt.
-        let mut matching = Vec::new();
-        for (i, edk) in edks.iter().enumerate() {
-            if edk.provider_id != RSA_PROVIDER_ID {
-                attempts.skip(i, edk, SkipReason::ProviderId);
-                continue;
+        let attempts = Attempts::new(self.describe(), edks);
+        // Decrypt is always called with the configured ARN.
+        let select = |arn: KmsArn| {
+            if mrk_match(&self.key_id, &KeyIdentifier::Arn(arn.clone())) {
+                Ok(configured.clone())
+            } else {
+                Err(SkipReason::NotAllowListed { key_arn: arn.to_string() })
             }
-            match provider_key_arn(edk) {
-                Err(reason) => {
-                    attempts.fail(i, edk, EdkFailure::MalformedProviderInfo { reason });
-                    return Err(attempts.into_error());
-                }
-                Ok(arn) if mrk_match(&self.key_id, &KeyIdentifier::Arn(arn.clone())) => matching.push((i, edk)),
-                Ok(arn) => attempts.skip(i, edk, SkipReason::NotAllowListed { key_arn: arn.to_string() }),
-            }
-        }
-        for (i, edk) in matching {
+        };
+        let (mut attempts, matching) = filter_edks(RSA_PROVIDER_ID, edks, attempts, select)?;
+        for (i, edk, _) in matching {
             tracing::debug!(key_id = %configured, edk = i, "calling KMS Decrypt (RSA)");
             let out = match client.decrypt_rsa(&configured, &edk.ciphertext, self.algorithm, &self.grant_tokens).await {
                 Ok(out) => out,
