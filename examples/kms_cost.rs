@@ -73,6 +73,28 @@ impl KmsClient for Counted {
         self.decrypt.fetch_add(1, Ordering::Relaxed);
         self.inner.decrypt_rsa(k, c, a, g).await
     }
+    async fn generate_data_key_without_plaintext(
+        &self,
+        k: &str,
+        n: usize,
+        ec: &EncryptionContext,
+        g: &[String],
+    ) -> Result<EncryptOutput, KmsError> {
+        self.generate.fetch_add(1, Ordering::Relaxed);
+        self.inner.generate_data_key_without_plaintext(k, n, ec, g).await
+    }
+    async fn re_encrypt(
+        &self,
+        k: &str,
+        c: &[u8],
+        ec: &EncryptionContext,
+        dk: &str,
+        dec: &EncryptionContext,
+        g: &[String],
+    ) -> Result<EncryptOutput, KmsError> {
+        self.encrypt.fetch_add(1, Ordering::Relaxed);
+        self.inner.re_encrypt(k, c, ec, dk, dec, g).await
+    }
 }
 
 fn counted(inner: Arc<dyn KmsClient>) -> Arc<Counted> {

@@ -215,6 +215,16 @@ impl Provider for AwsLc {
         Box::new(Hash(digest::Context::new(digest_alg(hash))))
     }
 
+    fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> Result<Zeroizing<[u8; 32]>> {
+        let mut ctx = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, key));
+        for part in parts {
+            ctx.update(part);
+        }
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(ctx.sign().as_ref());
+        Ok(out)
+    }
+
     fn generate_ecdsa(&self, curve: Curve) -> Result<Box<dyn EcdsaSigner>> {
         let alg = match curve {
             Curve::P256 => &signature::ECDSA_P256_SHA256_ASN1_SIGNING,

@@ -186,6 +186,9 @@ pub(crate) trait Provider: Send + Sync {
     /// One HKDF extract, then one expand per output (`info` given in parts).
     fn hkdf(&self, hash: HashAlg, salt: &[u8], ikm: &[u8], outputs: &mut [(&[&[u8]], &mut [u8])]) -> Result<()>;
     fn hasher(&self, hash: HashAlg) -> Box<dyn Hasher>;
+    /// HMAC-SHA-256 of the concatenated `parts` (the Hierarchical keyring's counter-mode KDF).
+    #[cfg_attr(not(feature = "hierarchy"), allow(dead_code))]
+    fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> Result<Zeroizing<[u8; 32]>>;
     fn generate_ecdsa(&self, curve: Curve) -> Result<Box<dyn EcdsaSigner>>;
     /// Parses a SEC1 (compressed or uncompressed) public point.
     fn ecdsa_verifier(&self, curve: Curve, sec1_point: &[u8]) -> Result<Box<dyn EcdsaVerifier>>;

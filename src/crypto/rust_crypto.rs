@@ -189,6 +189,18 @@ impl Provider for RustCrypto {
         }
     }
 
+    fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> Result<Zeroizing<[u8; 32]>> {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(key)
+            .map_err(|_| Error::Crypto("HMAC-SHA-256 refused the key"))?;
+        for part in parts {
+            mac.update(part);
+        }
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(&mac.finalize().into_bytes());
+        Ok(out)
+    }
+
     fn generate_ecdsa(&self, curve: Curve) -> Result<Box<dyn EcdsaSigner>> {
         Ok(Box::new(match curve {
             Curve::P256 => {

@@ -380,4 +380,28 @@ impl KmsClient for Counting {
         self.record("Decrypt", key_id);
         self.inner.decrypt_rsa(key_id, ciphertext, algorithm, grants).await
     }
+
+    async fn generate_data_key_without_plaintext(
+        &self,
+        key_id: &str,
+        n: usize,
+        ec: &EncryptionContext,
+        grants: &[String],
+    ) -> Result<EncryptOutput, KmsError> {
+        self.record("GenerateDataKeyWithoutPlaintext", key_id);
+        self.inner.generate_data_key_without_plaintext(key_id, n, ec, grants).await
+    }
+
+    async fn re_encrypt(
+        &self,
+        source_key_id: &str,
+        ciphertext: &[u8],
+        source_ec: &EncryptionContext,
+        destination_key_id: &str,
+        destination_ec: &EncryptionContext,
+        grants: &[String],
+    ) -> Result<EncryptOutput, KmsError> {
+        self.record("ReEncrypt", source_key_id);
+        self.inner.re_encrypt(source_key_id, ciphertext, source_ec, destination_key_id, destination_ec, grants).await
+    }
 }

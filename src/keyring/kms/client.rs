@@ -47,7 +47,8 @@ pub struct DecryptOutput {
     pub plaintext: DataKey,
 }
 
-/// The three KMS operations the keyrings use. `key_id` is always passed explicitly.
+/// The KMS operations the keyrings and the branch key store use. `key_id` is always passed
+/// explicitly.
 #[async_trait]
 pub trait KmsClient: Send + Sync + fmt::Debug {
     /// The Region this client talks to, if known.
@@ -89,6 +90,29 @@ pub trait KmsClient: Send + Sync + fmt::Debug {
         algorithm: KmsRsaAlgorithm,
         grant_tokens: &[String],
     ) -> Result<DecryptOutput, KmsError>;
+
+    /// `GenerateDataKeyWithoutPlaintext` with `NumberOfBytes`: a new key, encrypted only (the
+    /// branch key store's key creation).
+    async fn generate_data_key_without_plaintext(
+        &self,
+        key_id: &str,
+        number_of_bytes: usize,
+        encryption_context: &EncryptionContext,
+        grant_tokens: &[String],
+    ) -> Result<EncryptOutput, KmsError>;
+
+    /// `ReEncrypt` of `ciphertext_blob` from `source_key_id` under `source_context` to
+    /// `destination_key_id` under `destination_context` (the branch key store's ACTIVE copy, and
+    /// its check of a stored item). The answer's `key_id` is the destination key.
+    async fn re_encrypt(
+        &self,
+        source_key_id: &str,
+        ciphertext_blob: &[u8],
+        source_context: &EncryptionContext,
+        destination_key_id: &str,
+        destination_context: &EncryptionContext,
+        grant_tokens: &[String],
+    ) -> Result<EncryptOutput, KmsError>;
 }
 
 /// [`KmsClient`] on `aws-sdk-kms`.
@@ -142,7 +166,7 @@ fn background_runtime() -> &'static tokio::runtime::Runtime {
 }
 
 /// Runs `fut` on the current Tokio runtime, or on the background one when there is none.
-async fn on_tokio<F>(fut: F) -> F::Output
+pub(crate) async fn on_tokio<F>(fut: F) -> F::Output
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -182,6 +206,20 @@ fn decrypt_output(
     Ok(DecryptOutput {
         key_id: out.key_id().ok_or_else(|| missing(OP, key_id, "KeyId"))?.to_owned(),
         plaintext: DataKey::from_bytes(out.plaintext().ok_or_else(|| missing(OP, key_id, "Plaintext"))?.as_ref()),
+    })
+}
+
+/// The fields of an answer that carries an encrypted key (`Encrypt`, `ReEncrypt`,
+/// `GenerateDataKeyWithoutPlaintext`).
+fn encrypt_output(
+    operation: &'static str,
+    key_id: &str,
+    returned_key_id: Option<&str>,
+    ciphertext_blob: Option<&Blob>,
+) -> Result<EncryptOutput, KmsError> {
+    Ok(EncryptOutput {
+        key_id: returned_key_id.ok_or_else(|| missing(operation, key_id, "KeyId"))?.to_owned(),
+        ciphertext_blob: ciphertext_blob.ok_or_else(|| missing(operation, key_id, "CiphertextBlob"))?.as_ref().to_vec(),
     })
 }
 
@@ -238,14 +276,7 @@ impl KmsClient for AwsSdkKmsClient {
             .set_encryption_context(context_map(encryption_context))
             .set_grant_tokens(tokens(grant_tokens));
         let out = on_tokio(req.send()).await.map_err(|e| classify(OP, key_id, e))?;
-        Ok(EncryptOutput {
-            key_id: out.key_id().ok_or_else(|| missing(OP, key_id, "KeyId"))?.to_owned(),
-            ciphertext_blob: out
-                .ciphertext_blob()
-                .ok_or_else(|| missing(OP, key_id, "CiphertextBlob"))?
-                .as_ref()
-                .to_vec(),
-        })
+        encrypt_output(OP, key_id, out.key_id(), out.ciphertext_blob())
     }
 
     async fn decrypt(
@@ -284,6 +315,48 @@ impl KmsClient for AwsSdkKmsClient {
             .set_grant_tokens(tokens(grant_tokens));
         let out = on_tokio(req.send()).await.map_err(|e| classify(OP, key_id, e))?;
         decrypt_output(key_id, &out)
+    }
+
+    async fn generate_data_key_without_plaintext(
+        &self,
+        key_id: &str,
+        number_of_bytes: usize,
+        encryption_context: &EncryptionContext,
+        grant_tokens: &[String],
+    ) -> Result<EncryptOutput, KmsError> {
+        const OP: &str = "GenerateDataKeyWithoutPlaintext";
+        let req = self
+            .inner
+            .generate_data_key_without_plaintext()
+            .key_id(key_id)
+            .number_of_bytes(number_of_bytes as i32)
+            .set_encryption_context(context_map(encryption_context))
+            .set_grant_tokens(tokens(grant_tokens));
+        let out = on_tokio(req.send()).await.map_err(|e| classify(OP, key_id, e))?;
+        encrypt_output(OP, key_id, out.key_id(), out.ciphertext_blob())
+    }
+
+    async fn re_encrypt(
+        &self,
+        source_key_id: &str,
+        ciphertext_blob: &[u8],
+        source_context: &EncryptionContext,
+        destination_key_id: &str,
+        destination_context: &EncryptionContext,
+        grant_tokens: &[String],
+    ) -> Result<EncryptOutput, KmsError> {
+        const OP: &str = "ReEncrypt";
+        let req = self
+            .inner
+            .re_encrypt()
+            .source_key_id(source_key_id)
+            .ciphertext_blob(Blob::new(ciphertext_blob))
+            .set_source_encryption_context(context_map(source_context))
+            .destination_key_id(destination_key_id)
+            .set_destination_encryption_context(context_map(destination_context))
+            .set_grant_tokens(tokens(grant_tokens));
+        let out = on_tokio(req.send()).await.map_err(|e| classify(OP, source_key_id, e))?;
+        encrypt_output(OP, destination_key_id, out.key_id(), out.ciphertext_blob())
     }
 }
 
