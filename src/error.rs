@@ -62,6 +62,8 @@ pub enum ErrorKind {
     Io,
     /// A KMS call failed.
     Kms,
+    /// The branch key store failed (DynamoDB, KMS, or a stored item that does not verify).
+    KeyStore,
     /// A blocking call was made inside an async runtime.
     BlockingInAsyncContext,
     /// An internal invariant failed (a bug).
@@ -110,6 +112,100 @@ impl fmt::Display for KmsError {
 
 impl std::error::Error for KmsError {}
 
+/// A failed branch key store operation (spec `framework/branch-key-store.md`): which operation,
+/// table, branch key id and version, and what failed underneath.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyStoreError {
+    /// `GetActiveBranchKey`, `GetBranchKeyVersion`, `GetBeaconKey`, `CreateKey`, `VersionKey` or
+    /// `CreateKeyStore`.
+    pub operation: &'static str,
+    /// The DynamoDB table of the store.
+    pub table: String,
+    /// The branch key id asked for (empty for `CreateKeyStore`).
+    pub branch_key_id: String,
+    /// The branch key version asked for, if one was.
+    pub version: Option<String>,
+    /// What failed.
+    pub cause: KeyStoreCause,
+}
+
+/// What underneath a [`KeyStoreError`] failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyStoreCause {
+    /// A DynamoDB call failed.
+    DynamoDb {
+        /// `GetItem`, `TransactWriteItems`, `DescribeTable` or `CreateTable`.
+        call: &'static str,
+        /// The AWS error code, or a transport failure class.
+        code: String,
+        /// Detail from the SDK or service.
+        message: String,
+        /// Whether retrying later may succeed.
+        retryable: bool,
+    },
+    /// The KMS call that unwraps, creates or checks the key failed.
+    Kms(KmsError),
+    /// The store has no such item.
+    NotFound,
+    /// The item exists but is not a valid branch key record (or its `kms-arn` is not the
+    /// configured key): it is refused before any KMS call.
+    InvalidItem(String),
+    /// A conditional write lost: the key already exists (`CreateKey`), or another writer
+    /// changed the active version since it was read (`VersionKey`; read and try again).
+    Conflict,
+    /// The operation is not possible with this store's configuration.
+    Unsupported(String),
+}
+
+impl KeyStoreError {
+    /// Whether retrying later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match &self.cause {
+            KeyStoreCause::DynamoDb { retryable, .. } => *retryable,
+            KeyStoreCause::Kms(e) => e.retryable,
+            KeyStoreCause::Conflict => self.operation == "VersionKey",
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for KeyStoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "branch key store {} on table {}", self.operation, self.table)?;
+        if !self.branch_key_id.is_empty() {
+            write!(f, " for branch key {}", self.branch_key_id)?;
+        }
+        if let Some(v) = &self.version {
+            write!(f, " version {v}")?;
+        }
+        f.write_str(" failed: ")?;
+        match &self.cause {
+            KeyStoreCause::DynamoDb { call, code, message, retryable } => write!(
+                f,
+                "DynamoDB {call} failed: {code}{}{message} ({})",
+                if message.is_empty() { "" } else { ": " },
+                if *retryable { "transient, retrying later may help" } else { "permanent" }
+            ),
+            KeyStoreCause::Kms(e) => e.fmt(f),
+            KeyStoreCause::NotFound => f.write_str(
+                "the table has no such item (check the branch key id, the table, and that the key was created \
+                 there: esdk keystore create-key)",
+            ),
+            KeyStoreCause::InvalidItem(why) => write!(f, "the stored item is refused: {why}"),
+            KeyStoreCause::Conflict => f.write_str(if self.operation == "VersionKey" {
+                "another writer changed the active version since it was read; run it again"
+            } else {
+                "the branch key id already exists; choose another or omit it for a new UUID"
+            }),
+            KeyStoreCause::Unsupported(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for KeyStoreError {}
+
 /// Why a keyring skipped an encrypted data key without trying it (no key was used, no call made).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -139,6 +235,14 @@ pub enum SkipReason {
         /// The filter, as `partition P, accounts [..]`.
         filter: String,
     },
+    /// Hierarchical keyring: the EDK is for another branch key than this keyring's (the
+    /// configured one, or the one its supplier chose for the message's context).
+    BranchKeyId {
+        /// The branch key id in the EDK, lossily decoded.
+        found: String,
+        /// The branch key id this keyring has for the message.
+        expected: String,
+    },
     /// KMS discovery keyrings bound to a Region: a single-Region key of another Region.
     OtherRegion {
         /// The EDK's key ARN.
@@ -157,6 +261,9 @@ impl fmt::Display for SkipReason {
             Self::NotAllowListed { key_arn } => write!(f, "{key_arn} is not allow-listed"),
             Self::DiscoveryFilter { key_arn, filter } => {
                 write!(f, "{key_arn} is outside the discovery filter ({filter})")
+            }
+            Self::BranchKeyId { found, expected } => {
+                write!(f, "the EDK needs branch key {found:?}; this keyring has {expected:?}")
             }
             Self::OtherRegion { key_arn, region } => {
                 write!(f, "{key_arn} is a single-Region key of another Region; this keyring only calls {region}")
@@ -191,6 +298,9 @@ pub enum EdkFailure {
         /// Bytes the suite needs.
         expected: usize,
     },
+    /// Hierarchical keyring: the branch key the EDK needs could not be read from the store
+    /// (which id and version, and whether DynamoDB or KMS failed, are in the error).
+    KeyStore(Box<KeyStoreError>),
     /// A raw RSA keyring holding only a public key cannot unwrap.
     NoPrivateKey,
     /// The key unwrapped, but it was wrapped under another encryption context than the
@@ -214,6 +324,7 @@ impl EdkFailure {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Kms(e) => e.retryable,
+            Self::KeyStore(e) => e.is_retryable(),
             Self::Keyring { retryable, .. } => *retryable,
             _ => false,
         }
@@ -231,6 +342,7 @@ impl fmt::Display for EdkFailure {
             Self::DataKeyLength { found, expected } => {
                 write!(f, "unwrapped a {found}-byte key, the suite needs {expected}")
             }
+            Self::KeyStore(e) => e.fmt(f),
             Self::NoPrivateKey => f.write_str("this keyring has only a public key and cannot decrypt"),
             Self::EncryptionContextMismatch => f.write_str(
                 "KMS unwrapped the key, but it was wrapped under another encryption context than this message's \
@@ -417,6 +529,10 @@ pub enum Error {
         #[source]
         source: KmsError,
     },
+    /// The branch key store failed (operation, branch key id and version, DynamoDB or KMS
+    /// cause, retryability in the [`KeyStoreError`]).
+    #[error("{0}")]
+    KeyStore(Box<KeyStoreError>),
     /// A keyring failed during encryption.
     #[error("keyring failed to {action}: {reason}")]
     Keyring {
@@ -519,6 +635,7 @@ impl Error {
             Self::EncryptionContextMismatch(_) => ErrorKind::EncryptionContextMismatch,
             Self::NoDecryptableDataKey(_) => ErrorKind::NoDecryptableDataKey,
             Self::Kms { .. } => ErrorKind::Kms,
+            Self::KeyStore(_) => ErrorKind::KeyStore,
             Self::Keyring { .. } => ErrorKind::Keyring,
             Self::InvalidMaterials(_) => ErrorKind::InvalidMaterials,
             Self::InvalidEncryptionContext(_) => ErrorKind::InvalidEncryptionContext,
@@ -541,6 +658,7 @@ impl Error {
         match self {
             Self::NoDecryptableDataKey(report) => report.is_retryable(),
             Self::Kms { source, .. } => source.retryable,
+            Self::KeyStore(e) => e.is_retryable(),
             Self::Keyring { retryable, .. } => *retryable,
             Self::Io(e) => matches!(
                 e.kind(),

@@ -43,6 +43,8 @@ mod encryptor;
 pub mod error;
 pub mod format;
 pub mod keyring;
+#[cfg(feature = "hierarchy")]
+pub mod keystore;
 pub mod materials;
 mod parallel;
 pub mod policy;

@@ -12,7 +12,7 @@
 
 mod arn;
 #[cfg(feature = "kms")]
-mod client;
+pub(crate) mod client;
 #[cfg(feature = "kms")]
 mod discovery;
 #[cfg(feature = "kms")]
