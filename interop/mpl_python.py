@@ -8,10 +8,24 @@
       of DIR/context.json) and checks it against DIR/plaintext; then writes DIR/<suite>.python,
       one message per unsigned suite id given in DIR/suites.json, for the other side to decrypt.
 
+  mpl_python.py hierarchy-create TABLE KMS_ARN LOGICAL_NAME
+      Creates the key store TABLE (logical name LOGICAL_NAME, branch keys under KMS_ARN) with the
+      official KeyStore, a branch key with the custom context {"tenant": "acme"}, and a second
+      version of it; prints what hierarchy-describe prints, then "branch-key-id=ID" last.
+
+  mpl_python.py hierarchy-describe TABLE KMS_ARN LOGICAL_NAME BRANCH_KEY_ID
+      Prints "active-version=V", "active-sha256=H" and "beacon-sha256=H" (SHA-256 of the
+      unwrapped keys, never the keys) and "context=JSON" (the branch key's custom context).
+
+  mpl_python.py hierarchy TABLE KMS_ARN LOGICAL_NAME BRANCH_KEY_ID DIR
+      The Hierarchical keyring (TTL 600 s) on that store and branch key: as kms-rsa, for every
+      suite id in DIR/suites.json.
+
 KMS goes through the standard boto3 environment (AWS_ENDPOINT_URL, AWS_REGION, credentials).
 Prints one line per failure and ends with "N passed, M failed"; exits 1 on any failure.
 """
 import glob
+import hashlib
 import json
 import os
 import sys
@@ -22,22 +36,26 @@ from aws_encryption_sdk import CommitmentPolicy
 from aws_encryption_sdk.identifiers import Algorithm
 from aws_cryptographic_material_providers.mpl import AwsCryptographicMaterialProviders
 from aws_cryptographic_material_providers.mpl.config import MaterialProvidersConfig
-from aws_cryptographic_material_providers.mpl.models import CreateAwsKmsRsaKeyringInput
+from aws_cryptographic_material_providers.keystore import KeyStore
+from aws_cryptographic_material_providers.keystore.config import KeyStoreConfig
+from aws_cryptographic_material_providers.keystore.models import (
+    CreateKeyInput,
+    CreateKeyStoreInput,
+    GetActiveBranchKeyInput,
+    GetBeaconKeyInput,
+    KMSConfigurationKmsKeyArn,
+    VersionKeyInput,
+)
+from aws_cryptographic_material_providers.mpl.models import (
+    CreateAwsKmsHierarchicalKeyringInput,
+    CreateAwsKmsRsaKeyringInput,
+)
 
 
-def kms_rsa(arn, pem_path, algorithm, directory):
-    mpl = AwsCryptographicMaterialProviders(config=MaterialProvidersConfig())
-    region = arn.split(":")[3]
-    with open(pem_path, "rb") as f:
-        pem = f.read()
-    keyring = mpl.create_aws_kms_rsa_keyring(
-        input=CreateAwsKmsRsaKeyringInput(
-            kms_key_id=arn,
-            encryption_algorithm=algorithm,
-            public_key=pem,
-            kms_client=boto3.client("kms", region_name=region),
-        )
-    )
+def exchange(keyring, directory, provider_id, key_info):
+    """Decrypts every DIR/*.rust message (context DIR/context.json, plaintext DIR/plaintext),
+    checking that the EDK is the expected one; then writes DIR/<suite>.python for each suite id
+    in DIR/suites.json. Returns (passed, failed)."""
     with open(os.path.join(directory, "context.json")) as f:
         context = json.load(f)
     with open(os.path.join(directory, "plaintext"), "rb") as f:
@@ -52,7 +70,7 @@ def kms_rsa(arn, pem_path, algorithm, directory):
             if out != plaintext:
                 raise ValueError("plaintext differs")
             edk = header.encrypted_data_keys.pop()
-            if edk.key_provider.provider_id != "aws-kms-rsa" or edk.key_provider.key_info.decode() != arn:
+            if edk.key_provider.provider_id != provider_id or edk.key_provider.key_info.decode() != key_info:
                 raise ValueError(f"unexpected EDK {edk.key_provider}")
             passed += 1
         except Exception as e:  # report every failure, then the totals
@@ -78,12 +96,88 @@ def kms_rsa(arn, pem_path, algorithm, directory):
         except Exception as e:
             print(f"FAIL encrypt {suite_id:04x}: {type(e).__name__}: {e}")
             failed += 1
+    return passed, failed
+
+
+def report(passed, failed):
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
 
+def kms_rsa(arn, pem_path, algorithm, directory):
+    mpl = AwsCryptographicMaterialProviders(config=MaterialProvidersConfig())
+    region = arn.split(":")[3]
+    with open(pem_path, "rb") as f:
+        pem = f.read()
+    keyring = mpl.create_aws_kms_rsa_keyring(
+        input=CreateAwsKmsRsaKeyringInput(
+            kms_key_id=arn,
+            encryption_algorithm=algorithm,
+            public_key=pem,
+            kms_client=boto3.client("kms", region_name=region),
+        )
+    )
+    return report(*exchange(keyring, directory, "aws-kms-rsa", arn))
+
+
+def key_store(table, arn, logical):
+    region = arn.split(":")[3]
+    return KeyStore(
+        config=KeyStoreConfig(
+            ddb_table_name=table,
+            kms_configuration=KMSConfigurationKmsKeyArn(value=arn),
+            logical_key_store_name=logical,
+            kms_client=boto3.client("kms", region_name=region),
+            ddb_client=boto3.client("dynamodb", region_name=region),
+        )
+    )
+
+
+def describe(store, branch_key_id):
+    """Prints the active version, and SHA-256 digests of the active branch key and the beacon
+    key (digests, not keys), for the other side to compare with what it unwraps."""
+    active = store.get_active_branch_key(
+        GetActiveBranchKeyInput(branch_key_identifier=branch_key_id)
+    ).branch_key_materials
+    beacon = store.get_beacon_key(GetBeaconKeyInput(branch_key_identifier=branch_key_id)).beacon_key_materials
+    print(f"active-version={active.branch_key_version}")
+    print(f"active-sha256={hashlib.sha256(bytes(active.branch_key)).hexdigest()}")
+    print(f"beacon-sha256={hashlib.sha256(bytes(beacon.beacon_key)).hexdigest()}")
+    print(f"context={json.dumps(active.encryption_context, sort_keys=True)}")
+
+
+def hierarchy_create(table, arn, logical):
+    store = key_store(table, arn, logical)
+    store.create_key_store(CreateKeyStoreInput())
+    branch_key_id = store.create_key(CreateKeyInput(encryption_context={"tenant": "acme"})).branch_key_identifier
+    store.version_key(VersionKeyInput(branch_key_identifier=branch_key_id))
+    describe(store, branch_key_id)
+    print(f"branch-key-id={branch_key_id}")
+    return 0
+
+
+def hierarchy_describe(table, arn, logical, branch_key_id):
+    describe(key_store(table, arn, logical), branch_key_id)
+    return 0
+
+
+def hierarchy(table, arn, logical, branch_key_id, directory):
+    mpl = AwsCryptographicMaterialProviders(config=MaterialProvidersConfig())
+    keyring = mpl.create_aws_kms_hierarchical_keyring(
+        input=CreateAwsKmsHierarchicalKeyringInput(
+            key_store=key_store(table, arn, logical), branch_key_id=branch_key_id, ttl_seconds=600
+        )
+    )
+    return report(*exchange(keyring, directory, "aws-kms-hierarchy", branch_key_id))
+
+
 def main():
-    verbs = {"kms-rsa": (kms_rsa, 6)}
+    verbs = {
+        "kms-rsa": (kms_rsa, 6),
+        "hierarchy-create": (hierarchy_create, 5),
+        "hierarchy-describe": (hierarchy_describe, 6),
+        "hierarchy": (hierarchy, 7),
+    }
     if len(sys.argv) < 2 or sys.argv[1] not in verbs or len(sys.argv) != verbs[sys.argv[1]][1]:
         sys.exit(__doc__)
     sys.exit(verbs[sys.argv[1]][0](*sys.argv[2:]))

@@ -8,11 +8,15 @@ use async_trait::async_trait;
 use crate::error::{EdkAttempt, EdkFailure, EdkOutcome, Error, Result, SkipReason, UnwrapReport};
 use crate::materials::{DecryptionMaterials, EncryptedDataKey, EncryptionMaterials};
 
+#[cfg(feature = "hierarchy")]
+pub mod hierarchy;
 pub mod kms;
 mod multi;
 mod raw_aes;
 mod raw_rsa;
 
+#[cfg(feature = "hierarchy")]
+pub use hierarchy::HierarchicalKeyring;
 pub use multi::MultiKeyring;
 pub use raw_aes::RawAesKeyring;
 pub use raw_rsa::RawRsaKeyring;
