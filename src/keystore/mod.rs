@@ -240,15 +240,26 @@ impl KeyStore {
 
     /// As [`Self::new`], with KMS and DynamoDB clients from the standard AWS environment, in the
     /// Region of the configured key (or of multi-Region discovery; the environment's for
-    /// discovery).
+    /// discovery), as the spec has it.
     pub async fn from_env(table: &str, logical_name: &str, kms_configuration: KmsConfiguration) -> Result<Self> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(region) = kms_configuration.region() {
             loader = loader.region(aws_config::Region::new(region));
         }
         let config = crate::keyring::kms::client::on_tokio(loader.load()).await;
-        let kms = AwsSdkKmsClient::new(aws_sdk_kms::Client::new(&config));
-        Self::new(table, logical_name, kms_configuration, Arc::new(kms), aws_sdk_dynamodb::Client::new(&config))
+        Self::from_sdk_config(table, logical_name, kms_configuration, &config)
+    }
+
+    /// As [`Self::new`], with KMS and DynamoDB clients of `config` (its Region and
+    /// credentials): for a table in another Region than the key's, or a chosen profile.
+    pub fn from_sdk_config(
+        table: &str,
+        logical_name: &str,
+        kms_configuration: KmsConfiguration,
+        config: &aws_config::SdkConfig,
+    ) -> Result<Self> {
+        let kms = AwsSdkKmsClient::new(aws_sdk_kms::Client::new(config));
+        Self::new(table, logical_name, kms_configuration, Arc::new(kms), aws_sdk_dynamodb::Client::new(config))
     }
 
     /// Grant tokens passed with every KMS call.

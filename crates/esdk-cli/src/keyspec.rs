@@ -218,6 +218,44 @@ pub fn parse_kms_rsa(spec: &str) -> Result<KmsRsaKeySpec, String> {
     Ok(KmsRsaKeySpec { key, algorithm, public_key })
 }
 
+/// `--hierarchy key-store=TABLE,kms-key=ARN,branch-key-id=ID[,logical-name=NAME][,ttl=SECONDS][,region=R]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HierarchySpec {
+    /// The key store's DynamoDB table.
+    pub table: String,
+    /// The KMS key ARN wrapping its branch keys.
+    pub kms_key: String,
+    /// The branch key id.
+    pub branch_key_id: String,
+    /// The logical store name (default: the table name).
+    pub logical_name: String,
+    /// How long an unwrapped branch key is used (default 600 s).
+    pub ttl: std::time::Duration,
+    /// The Region of the table and the KMS calls (default: the key ARN's).
+    pub region: Option<String>,
+}
+
+/// Parses `--hierarchy` (see [`HierarchySpec`]).
+pub fn parse_hierarchy(spec: &str) -> Result<HierarchySpec, String> {
+    const SYNTAX: &str =
+        "expected key-store=TABLE,kms-key=ARN,branch-key-id=ID[,logical-name=NAME][,ttl=SECONDS][,region=REGION]";
+    let mut attrs = raw_attrs(spec, SYNTAX)?;
+    let table = take(&mut attrs, "key-store", SYNTAX)?;
+    let kms_key = take(&mut attrs, "kms-key", SYNTAX)?;
+    let branch_key_id = take(&mut attrs, "branch-key-id", SYNTAX)?;
+    let logical_name = take(&mut attrs, "logical-name", SYNTAX).unwrap_or_else(|_| table.clone());
+    let ttl = match take(&mut attrs, "ttl", SYNTAX) {
+        Ok(v) => match v.parse::<u64>() {
+            Ok(secs) if secs > 0 => std::time::Duration::from_secs(secs),
+            _ => return Err(format!("ttl={v}: a whole number of seconds, at least 1 ({SYNTAX})")),
+        },
+        Err(_) => std::time::Duration::from_secs(600),
+    };
+    let region = take(&mut attrs, "region", SYNTAX).ok();
+    no_extra(&attrs, SYNTAX)?;
+    Ok(HierarchySpec { table, kms_key, branch_key_id, logical_name, ttl, region })
+}
+
 /// `--caching capacity=N max_age=SECONDS [max_messages_encrypted=N] [max_bytes_encrypted=N]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CachingSpec {
@@ -281,6 +319,21 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn hierarchy() {
+        let spec = parse_hierarchy("key-store=t,kms-key=arn:k,branch-key-id=b").unwrap();
+        assert_eq!((spec.logical_name.as_str(), spec.ttl.as_secs(), spec.region), ("t", 600, None));
+        let spec = parse_hierarchy("key-store=t,kms-key=arn:k,branch-key-id=b,logical-name=n,ttl=60,region=r").unwrap();
+        assert_eq!((spec.logical_name.as_str(), spec.ttl.as_secs(), spec.region.as_deref()), ("n", 60, Some("r")));
+        for bad in [
+            "key-store=t,kms-key=arn:k",
+            "key-store=t,kms-key=k,branch-key-id=b,ttl=0",
+            "key-store=t,kms-key=k,branch-key-id=b,x=1",
+        ] {
+            assert!(parse_hierarchy(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

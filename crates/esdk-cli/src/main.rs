@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use esdk::keyring::hierarchy::HierarchicalKeyring;
 use esdk::keyring::kms::{
     discovery_multi_keyring, mrk_discovery_multi_keyring, mrk_multi_keyring, AwsSdkClientSupplier, ClientSupplier,
     DiscoveryFilter, KeyIdentifier, KmsArn, KmsRsaKeyring,
@@ -20,6 +21,7 @@ use esdk::{
 use esdk_cli::keyspec::{self, WrappingKeys};
 use serde_json::{json, Value};
 
+mod keystore;
 mod kinesis;
 mod official;
 
@@ -53,6 +55,11 @@ enum Command {
     Kinesis {
         #[command(subcommand)]
         command: kinesis::KinesisCommand,
+    },
+    /// Manage a branch key store (the AWS KMS Hierarchical keyring's DynamoDB table).
+    Keystore {
+        #[command(subcommand)]
+        command: keystore::KeystoreCommand,
     },
 }
 
@@ -112,6 +119,12 @@ struct Common {
     /// decrypt calls KMS Decrypt in the ARN's Region. Unsigned suites only. Repeatable.
     #[arg(long = "kms-rsa-key", value_name = "SPEC")]
     kms_rsa_key: Vec<String>,
+    /// An AWS KMS Hierarchical keyring: key-store=TABLE,kms-key=ARN,branch-key-id=ID
+    /// [,logical-name=NAME (default TABLE)][,ttl=SECONDS (default 600)][,region=R (default the
+    /// ARN's)]. The branch key is read from DynamoDB and unwrapped by KMS once per TTL; each
+    /// message's data key is wrapped locally. Repeatable.
+    #[arg(long = "hierarchy", value_name = "SPEC")]
+    hierarchy: Vec<String>,
     /// Commitment policy (default require-encrypt-require-decrypt).
     #[arg(long = "commitment-policy", value_enum, value_name = "POLICY")]
     commitment_policy: Option<PolicyArg>,
@@ -224,7 +237,21 @@ fn hint_for(e: &Error) -> Option<String> {
                 report.present.iter().filter(|(p, _)| p == "aws-kms").map(|(_, info)| info.as_str()).collect();
             let rsa: Vec<&str> =
                 report.present.iter().filter(|(p, _)| p == "aws-kms-rsa").map(|(_, info)| info.as_str()).collect();
-            if arns.is_empty() && !rsa.is_empty() {
+            let branch_keys: Vec<&str> = report
+                .present
+                .iter()
+                .filter(|(p, _)| p == esdk::keyring::hierarchy::HIERARCHY_PROVIDER_ID)
+                .map(|(_, info)| info.as_str())
+                .collect();
+            if arns.is_empty() && rsa.is_empty() && !branch_keys.is_empty() {
+                Some(format!(
+                    "no configured key matches any of the {} EDK(s); the message is wrapped under the branch key(s) {} — \
+                     add --hierarchy key-store=TABLE,kms-key=ARN,branch-key-id={}",
+                    report.present.len(),
+                    branch_keys.join(", "),
+                    branch_keys[0]
+                ))
+            } else if arns.is_empty() && !rsa.is_empty() {
                 Some(format!(
                     "no configured key matches any of the {} EDK(s); the message is wrapped under the KMS RSA key(s) {} — \
                      add --kms-rsa-key key={},algorithm=RSAES_OAEP_SHA_256 (or RSAES_OAEP_SHA_1, as the producer chose)",
@@ -287,7 +314,7 @@ fn main() -> ExitCode {
     match &mut cli.command {
         Command::Encrypt(a) => a.common.wrapping_key_groups = groups,
         Command::Decrypt(a) => a.common.wrapping_key_groups = groups,
-        Command::Inspect(_) | Command::Kinesis { .. } => {}
+        Command::Inspect(_) | Command::Kinesis { .. } | Command::Keystore { .. } => {}
     }
     init_logging(cli.verbose);
     finish(match cli.command {
@@ -295,6 +322,7 @@ fn main() -> ExitCode {
         Command::Decrypt(args) => decrypt(args),
         Command::Inspect(args) => inspect(args),
         Command::Kinesis { command } => kinesis::run(command),
+        Command::Keystore { command } => keystore::run(command),
     })
 }
 
@@ -534,8 +562,20 @@ fn build_keyring(common: &Common, encrypting: bool) -> Result<Arc<dyn Keyring>, 
         };
         rings.push(Arc::new(ring));
     }
+    for spec in &common.hierarchy {
+        let s = keyspec::parse_hierarchy(spec).map_err(|e| format!("--hierarchy: {e}"))?;
+        let store = keystore::open(&s.table, &s.logical_name, &s.kms_key, s.region.as_deref())?;
+        let ring = HierarchicalKeyring::builder(Arc::new(store), s.ttl)
+            .branch_key_id(&s.branch_key_id)
+            .backend(backend)
+            .build()?;
+        rings.push(Arc::new(ring));
+    }
     match rings.len() {
-        0 => fail("no key given", "add --wrapping-keys key=ARN, --raw-aes-key, --raw-rsa-key or --kms-rsa-key"),
+        0 => fail(
+            "no key given",
+            "add --wrapping-keys key=ARN, --raw-aes-key, --raw-rsa-key, --kms-rsa-key or --hierarchy",
+        ),
         1 => Ok(rings.remove(0)),
         _ => {
             let generator = rings.remove(0);

@@ -271,6 +271,7 @@ pub(crate) fn parse(args: Vec<OsString>) -> Result<(Action, u8), Failure> {
         raw_aes_key: Vec::new(),
         raw_rsa_key: Vec::new(),
         kms_rsa_key: Vec::new(),
+        hierarchy: Vec::new(),
         commitment_policy: cli.commitment_policy,
         max_encrypted_data_keys: cli.max_encrypted_data_keys,
         encode: cli.encode,

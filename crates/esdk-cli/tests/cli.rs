@@ -775,3 +775,58 @@ fn kms_rsa_key_encrypts_locally_and_decrypts_through_kms() {
     ));
     assert!(e.contains("algorithm=RSAES_PKCS1: expected key=ARN,algorithm=RSAES_OAEP_SHA_256"), "{e}");
 }
+
+/// `esdk keystore` makes a store and a branch key, `--hierarchy` encrypts and decrypts with it,
+/// and the official MPL reads the CLI's message and writes one the CLI reads.
+#[test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
+fn keystore_commands_and_the_hierarchy_flag_work_with_the_official_mpl() {
+    let env = esdk_testkit::aws::Endpoint::from_env();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let arn = rt.block_on(env.create_key("eu-west-2"));
+    let s = Setup::new();
+    let store = ["--table", "cli-branch-keys", "--kms-key", &arn];
+    let table_arn = ok(&esdk(s.path(), &[&["keystore", "create-store"][..], &store].concat()));
+    assert!(table_arn.trim().ends_with("table/cli-branch-keys"), "{table_arn}");
+    let out = ok(&esdk(s.path(), &[&["keystore", "create-key"][..], &store, &["-c", "tenant=acme"]].concat()));
+    let id = out.lines().last().unwrap().to_owned();
+    assert_eq!(id.len(), 36, "{out}");
+    let version = ok(&esdk(s.path(), &[&["keystore", "version-key"][..], &store, &["--branch-key-id", &id]].concat()));
+    assert_eq!(version.trim().len(), 36, "{version}");
+    let e = err(&esdk(s.path(), &[&["keystore", "create-key"][..], &store, &["--branch-key-id", "mine"]].concat()));
+    assert!(e.contains("needs an encryption context"), "{e}");
+
+    let spec = format!("key-store=cli-branch-keys,kms-key={arn},branch-key-id={id}");
+    ok(&esdk(s.path(), &["encrypt", "-i", "data.bin", "-o", "r.esdk", "-c", "stream=orders", "--hierarchy", &spec]));
+    let out =
+        esdk(s.path(), &["decrypt", "-i", "r.esdk", "-o", "r.out", "--hierarchy", &spec, "--metadata-output", "-"]);
+    let meta: serde_json::Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    assert_eq!(meta["decrypted_with"]["provider_id"], "aws-kms-hierarchy");
+    assert_eq!(s.read("r.out"), s.read("data.bin"));
+
+    // The official MPL's Hierarchical keyring on the same store: it reads ours, we read its.
+    let dir = s.path().join("interop");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(s.path().join("r.esdk"), dir.join("cli.rust")).unwrap();
+    std::fs::copy(s.path().join("data.bin"), dir.join("plaintext")).unwrap();
+    std::fs::write(dir.join("context.json"), r#"{"stream": "orders"}"#).unwrap();
+    std::fs::write(dir.join("suites.json"), "[1400]").unwrap();
+    let py = esdk_testkit::interop_python();
+    let args = ["hierarchy", "cli-branch-keys", &arn, "cli-branch-keys", &id, dir.to_str().unwrap()];
+    let out = esdk_testkit::run_python_script(&py, "mpl_python.py", &args);
+    assert_eq!(out.lines().last(), Some("2 passed, 0 failed"), "{out}");
+    let theirs = dir.join("0578.python");
+    ok(&esdk(s.path(), &["decrypt", "-i", theirs.to_str().unwrap(), "-o", "p.out", "--hierarchy", &spec]));
+    assert_eq!(s.read("p.out"), s.read("data.bin"));
+
+    // Another branch key: the hint names the EDK's branch key and the flag to pass it with.
+    let other = ok(&esdk(s.path(), &[&["keystore", "create-key"][..], &store, &["-c", "tenant=globex"]].concat()));
+    let other = other.lines().last().unwrap();
+    let wrong = format!("key-store=cli-branch-keys,kms-key={arn},branch-key-id={other}");
+    let e = err(&esdk(s.path(), &["decrypt", "-i", "r.esdk", "-o", "x.out", "--hierarchy", &wrong]));
+    assert!(e.contains(&format!("--hierarchy key-store=TABLE,kms-key=ARN,branch-key-id={id}")), "{e}");
+    // A table that does not exist: the error names it and the branch key.
+    let missing = format!("key-store=no-such-table,kms-key={arn},branch-key-id={id}");
+    let e = err(&esdk(s.path(), &["encrypt", "-i", "data.bin", "-o", "y.esdk", "--hierarchy", &missing]));
+    assert!(e.contains("no-such-table") && e.contains(&id) && e.contains("GetItem"), "{e}");
+}
