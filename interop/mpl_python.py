@@ -8,10 +8,11 @@
       of DIR/context.json) and checks it against DIR/plaintext; then writes DIR/<suite>.python,
       one message per unsigned suite id given in DIR/suites.json, for the other side to decrypt.
 
-  mpl_python.py hierarchy-create TABLE KMS_ARN LOGICAL_NAME
+  mpl_python.py hierarchy-create TABLE KMS_ARN LOGICAL_NAME OUT
       Creates the key store TABLE (logical name LOGICAL_NAME, branch keys under KMS_ARN) with the
-      official KeyStore, a branch key with the custom context {"tenant": "acme"}, and a second
-      version of it; prints what hierarchy-describe prints, then "branch-key-id=ID" last.
+      official KeyStore and a branch key with the custom context {"tenant": "acme"}; writes to OUT
+      a message (empty context) under that first version; makes a second version; prints what
+      hierarchy-describe prints, then "branch-key-id=ID" last.
 
   mpl_python.py hierarchy-describe TABLE KMS_ARN LOGICAL_NAME BRANCH_KEY_ID
       Prints "active-version=V", "active-sha256=H" and "beacon-sha256=H" (SHA-256 of the
@@ -146,10 +147,19 @@ def describe(store, branch_key_id):
     print(f"context={json.dumps(active.encryption_context, sort_keys=True)}")
 
 
-def hierarchy_create(table, arn, logical):
+def hierarchy_create(table, arn, logical, first_version_message):
     store = key_store(table, arn, logical)
     store.create_key_store(CreateKeyStoreInput())
     branch_key_id = store.create_key(CreateKeyInput(encryption_context={"tenant": "acme"})).branch_key_identifier
+    # One message under the first version, for the other side to decrypt after the rotation.
+    mpl = AwsCryptographicMaterialProviders(config=MaterialProvidersConfig())
+    keyring = mpl.create_aws_kms_hierarchical_keyring(
+        input=CreateAwsKmsHierarchicalKeyringInput(key_store=store, branch_key_id=branch_key_id, ttl_seconds=600)
+    )
+    client = aws_encryption_sdk.EncryptionSDKClient(commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT)
+    message, _ = client.encrypt(source=b"written under the first version", keyring=keyring)
+    with open(first_version_message, "wb") as f:
+        f.write(message)
     store.version_key(VersionKeyInput(branch_key_identifier=branch_key_id))
     describe(store, branch_key_id)
     print(f"branch-key-id={branch_key_id}")
@@ -174,7 +184,7 @@ def hierarchy(table, arn, logical, branch_key_id, directory):
 def main():
     verbs = {
         "kms-rsa": (kms_rsa, 6),
-        "hierarchy-create": (hierarchy_create, 5),
+        "hierarchy-create": (hierarchy_create, 6),
         "hierarchy-describe": (hierarchy_describe, 6),
         "hierarchy": (hierarchy, 7),
     }

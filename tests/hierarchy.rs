@@ -187,6 +187,10 @@ async fn filtering_is_strict_and_failures_name_the_branch_key_and_the_cause() {
     assert_eq!(kms.calls().len(), calls);
     assert!(matches!(&err, Error::KeyStore(e) if matches!(e.cause, KeyStoreCause::InvalidItem(_))), "{err}");
     assert!(err.to_string().contains(&arn), "{err}");
+    // Nor does it version them: the item's kms-arn is checked before KMS sees anything.
+    let err = other.version_key(&b).await.unwrap_err();
+    assert_eq!(kms.calls().len(), calls);
+    assert!(matches!(&err, Error::KeyStore(e) if matches!(e.cause, KeyStoreCause::InvalidItem(_))), "{err}");
 
     // Discovery reads every key the items name, and cannot write.
     let discovery =
@@ -195,6 +199,42 @@ async fn filtering_is_strict_and_failures_name_the_branch_key_and_the_cause() {
     assert_eq!(discovery.get_active_branch_key(&b).await.unwrap().branch_key_id(), b);
     let err = discovery.version_key(&b).await.unwrap_err();
     assert!(matches!(&err, Error::KeyStore(e) if matches!(e.cause, KeyStoreCause::Unsupported(_))), "{err}");
+}
+
+/// A store written with a multi-Region key is read in another Region through its replica
+/// (configured, or found by multi-Region discovery), and not by a single-Region configuration
+/// of the replica.
+#[tokio::test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
+async fn multi_region_keys_unwrap_branch_keys_through_their_replica() {
+    const PRIMARY: &str = "ca-central-1";
+    const REPLICA: &str = "us-west-1";
+    let env = Endpoint::from_env();
+    let (primary, replica) = env.create_mrk(PRIMARY, REPLICA).await;
+    let writer = store(&env, PRIMARY, "branch-keys-mrk", &primary, env.kms(PRIMARY));
+    writer.create_key_store().await.unwrap();
+    let id = writer.create_key(None, &custom()).await.unwrap();
+    let expected = writer.get_active_branch_key(&id).await.unwrap();
+
+    let kms = Counting::new(env.kms(REPLICA));
+    let reader =
+        |config| KeyStore::new("branch-keys-mrk", "branch-keys-mrk", config, kms.clone(), env.dynamodb(PRIMARY));
+    for config in
+        [KmsConfiguration::MrkKeyArn(replica.clone()), KmsConfiguration::MrDiscovery { region: REPLICA.into() }]
+    {
+        let before = kms.calls().len();
+        let got = reader(config.clone()).unwrap().get_active_branch_key(&id).await.unwrap();
+        assert_eq!(got.expose_secret(), expected.expose_secret(), "{config}");
+        assert_eq!(kms.calls()[before..], [("Decrypt".to_owned(), replica.clone())], "{config}");
+    }
+    let exact = reader(KmsConfiguration::KeyArn(replica.clone())).unwrap();
+    let err = exact.get_active_branch_key(&id).await.unwrap_err();
+    assert!(matches!(&err, Error::KeyStore(e) if matches!(e.cause, KeyStoreCause::InvalidItem(_))), "{err}");
+    // Versioning through the replica keeps the primary's ARN in the items.
+    let mrk = reader(KmsConfiguration::MrkKeyArn(replica.clone())).unwrap();
+    let version = mrk.version_key(&id).await.unwrap();
+    let rotated = writer.get_active_branch_key(&id).await.unwrap();
+    assert_eq!(rotated.version(), version, "the primary's store reads the new version");
 }
 
 /// Chooses the branch key from the message's `tenant`.
@@ -327,9 +367,12 @@ fn the_official_mpl_reads_our_key_store_and_messages_and_we_read_its() {
     let context: EncryptionContext = [("région", "Montréal"), ("tenant", "acme")].into_iter().collect();
     let suites = AlgorithmSuite::ALL;
 
-    // Theirs: the MPL creates the store, a branch key and a second version.
-    let out =
-        esdk_testkit::run_python_script(&py, "mpl_python.py", &["hierarchy-create", "mpl-store", &arn, "mpl-logical"]);
+    // Theirs: the MPL creates the store, a branch key, a message under its first version, and a
+    // second version.
+    let first = tempfile::NamedTempFile::new().unwrap();
+    let first_path = first.path().to_str().unwrap();
+    let args = ["hierarchy-create", "mpl-store", &arn, "mpl-logical", first_path];
+    let out = esdk_testkit::run_python_script(&py, "mpl_python.py", &args);
     let theirs = field(&out, "branch-key-id").to_owned();
     let their_store = Arc::new(
         KeyStore::new(
@@ -347,6 +390,13 @@ fn the_official_mpl_reads_our_key_store_and_messages_and_we_read_its() {
     let beacon = rt.block_on(their_store.get_beacon_key(&theirs)).unwrap();
     assert_eq!(sha256_hex(beacon.expose_secret()), field(&out, "beacon-sha256"));
     assert_eq!(active.encryption_context(), &custom());
+    let message = std::fs::read(first.path()).unwrap();
+    let (header, _) = esdk::MessageHeader::parse(&message, &esdk::HeaderLimits::default()).unwrap();
+    assert_ne!(uuid_of(&header.encrypted_data_keys()[0].ciphertext[28..44]), active.version(), "an older version");
+    let ring = keyring(&their_store, &theirs, Backend::default());
+    let c = client(AlgorithmSuite::Aes256GcmHkdfSha512CommitKeyEcdsaP384, Backend::default());
+    let out_first = rt.block_on(c.decrypt(&DefaultCmm::new(ring), &message, None)).unwrap();
+    assert_eq!(&out_first.plaintext[..], b"written under the first version");
 
     // Ours: this crate creates a store, a key and a version; the MPL reads them.
     let our_store = Arc::new(
@@ -362,6 +412,12 @@ fn the_official_mpl_reads_our_key_store_and_messages_and_we_read_its() {
     rt.block_on(our_store.create_key_store()).unwrap();
     let ours = rt.block_on(our_store.create_key(None, &custom())).unwrap();
     let ours_v1 = rt.block_on(our_store.get_active_branch_key(&ours)).unwrap();
+    // A message under the first version, which the MPL decrypts after the rotation.
+    let first_suite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
+    let ring = keyring(&our_store, &ours, Backend::default());
+    let our_first = rt
+        .block_on(client(first_suite, Backend::default()).encrypt(&DefaultCmm::new(ring), &plaintext, &context))
+        .unwrap();
     rt.block_on(our_store.version_key(&ours)).unwrap();
     let our_active = rt.block_on(our_store.get_active_branch_key(&ours)).unwrap();
     let out = esdk_testkit::run_python_script(
@@ -392,13 +448,17 @@ fn the_official_mpl_reads_our_key_store_and_messages_and_we_read_its() {
                 rt.block_on(client(suite, Backend::default()).encrypt(&DefaultCmm::new(ring), &plaintext, &context));
             std::fs::write(path(&format!("{:04x}.rust", suite.id())), message.unwrap()).unwrap();
         }
+        let first_version = table == "rust-store";
+        if first_version {
+            std::fs::write(path("first-version.rust"), &our_first).unwrap();
+        }
         let dir_path = dir.path().to_str().unwrap().to_owned();
         let out = esdk_testkit::run_python_script(
             &py,
             "mpl_python.py",
             &["hierarchy", table, &arn, logical, branch_key_id, &dir_path],
         );
-        let total = 2 * suites.len();
+        let total = 2 * suites.len() + usize::from(first_version);
         assert_eq!(out.lines().last().unwrap_or_default(), format!("{total} passed, 0 failed"), "{out}");
         checks += total;
         for suite in suites {
@@ -413,6 +473,6 @@ fn the_official_mpl_reads_our_key_store_and_messages_and_we_read_its() {
             checks += 1;
         }
     }
-    assert_eq!(checks, 6 * suites.len());
+    assert_eq!(checks, 6 * suites.len() + 1);
     assert_ne!(ours_v1.version(), our_active.version());
 }

@@ -29,6 +29,8 @@ use record::Item;
 
 /// Length of branch keys and beacon keys (`NumberOfBytes` of their creation).
 const KEY_LEN: usize = 32;
+/// The longest KMS `CiphertextBlob` (KMS' `CiphertextType`).
+const MAX_CIPHERTEXT_LEN: usize = 6144;
 
 /// Which KMS key(s) wrap the store's keys (spec "AWS KMS Configuration").
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +89,10 @@ pub struct BranchKeyMaterials {
 }
 
 impl BranchKeyMaterials {
+    pub(crate) fn new(branch_key_id: &str, version: &str, key: DataKey, encryption_context: EncryptionContext) -> Self {
+        Self { branch_key_id: branch_key_id.to_owned(), version: version.to_owned(), key, encryption_context }
+    }
+
     /// The branch key id.
     pub fn branch_key_id(&self) -> &str {
         &self.branch_key_id
@@ -147,8 +153,9 @@ impl fmt::Debug for BeaconKeyMaterials {
     }
 }
 
-/// What [`KeyStore::info`] returns (spec "GetKeyStoreInfo").
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What [`KeyStore::info`] returns (spec "GetKeyStoreInfo"). `Debug` shows how many grant
+/// tokens there are, not the tokens.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyStoreInfo {
     /// This store client's id.
@@ -161,6 +168,18 @@ pub struct KeyStoreInfo {
     pub kms: KmsConfiguration,
     /// Grant tokens passed to KMS.
     pub grant_tokens: Vec<String>,
+}
+
+impl fmt::Debug for KeyStoreInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyStoreInfo")
+            .field("id", &self.id)
+            .field("table", &self.table)
+            .field("logical_name", &self.logical_name)
+            .field("kms", &self.kms)
+            .field("grant_tokens", &self.grant_tokens.len())
+            .finish()
+    }
 }
 
 /// DynamoDB calls a [`KeyStore`] made (attempted calls, failed ones included).
@@ -434,6 +453,7 @@ impl KeyStore {
             .generate_data_key_without_plaintext(&kms_arn, KEY_LEN, &beacon, &self.info.grant_tokens)
             .await
             .map_err(|e| self.error(CREATE_KEY, &id, Some(&version), KeyStoreCause::Kms(e)))?;
+        self.check_wrapped(CREATE_KEY, &id, Some(&version), &kms_arn, &beacon_enc)?;
         let items = [
             self.put(record::to_item(&decrypt_only, decrypt_only_enc), None)?,
             self.put(record::to_item(&active, active_enc), None)?,
@@ -452,11 +472,17 @@ impl KeyStore {
         let kms_arn = self.writable_key(VERSION_KEY, branch_key_id)?;
         let item = self.get_item(VERSION_KEY, branch_key_id, None, record::ACTIVE).await?;
         let (active, old_enc) = self.checked_context(VERSION_KEY, branch_key_id, None, &item, record::ACTIVE)?;
+        // The item's kms-arn must be the configured key (or, MRK-aware, a replica of it); it is
+        // kept unchanged in the new version.
+        self.decrypt_key_id(active.get(record::KMS_ARN).unwrap_or_default())
+            .map_err(|why| self.error(VERSION_KEY, branch_key_id, None, KeyStoreCause::InvalidItem(why)))?;
         // "Authenticating a keystore item": KMS re-encrypts only if the item is intact.
-        self.kms
+        let checked = self
+            .kms
             .re_encrypt(&kms_arn, &old_enc, &active, &kms_arn, &active, &self.info.grant_tokens)
             .await
             .map_err(|e| self.error(VERSION_KEY, branch_key_id, None, KeyStoreCause::Kms(e)))?;
+        self.check_wrapped(VERSION_KEY, branch_key_id, None, &kms_arn, &checked)?;
         let version = new_uuid()?;
         let decrypt_only = record::new_version_context(&active, &version, &create_time());
         let (decrypt_only_enc, new_active, active_enc) =
@@ -502,13 +528,39 @@ impl KeyStore {
             .generate_data_key_without_plaintext(kms_arn, KEY_LEN, &decrypt_only, tokens)
             .await
             .map_err(kms_failed)?;
+        self.check_wrapped(operation, id, Some(version), kms_arn, &generated)?;
         let active = record::active_context(&decrypt_only);
         let copied = self
             .kms
             .re_encrypt(kms_arn, &generated.ciphertext_blob, &decrypt_only, kms_arn, &active, tokens)
             .await
             .map_err(kms_failed)?;
+        self.check_wrapped(operation, id, Some(version), kms_arn, &copied)?;
         Ok((generated.ciphertext_blob, active, copied.ciphertext_blob))
+    }
+
+    /// The MPL's checks of a `GenerateDataKeyWithoutPlaintext` or `ReEncrypt` answer: made by
+    /// the configured key (for `ReEncrypt`, from it too), and a ciphertext of KMS' lengths.
+    fn check_wrapped(
+        &self,
+        operation: &'static str,
+        id: &str,
+        version: Option<&str>,
+        kms_arn: &str,
+        out: &crate::keyring::kms::EncryptOutput,
+    ) -> Result<()> {
+        let refuse = |why: String| self.error(operation, id, version, KeyStoreCause::InvalidItem(why));
+        if out.key_id != kms_arn || out.source_key_id.as_deref().is_some_and(|s| s != kms_arn) {
+            return Err(refuse(format!(
+                "KMS answered for {} (source {}) instead of {kms_arn}",
+                out.key_id,
+                out.source_key_id.as_deref().unwrap_or("-")
+            )));
+        }
+        if !(1..=MAX_CIPHERTEXT_LEN).contains(&out.ciphertext_blob.len()) {
+            return Err(refuse(format!("KMS returned a {}-byte ciphertext", out.ciphertext_blob.len())));
+        }
+        Ok(())
     }
 
     fn put(&self, item: Item, replacing: Option<Vec<u8>>) -> Result<TransactWriteItem> {
@@ -647,12 +699,7 @@ impl KeyStore {
         let found = record::version_of(&context).ok_or_else(|| {
             self.error(operation, id, version, KeyStoreCause::InvalidItem("it names no version".into()))
         })?;
-        Ok(BranchKeyMaterials {
-            branch_key_id: id.to_owned(),
-            version: found.to_owned(),
-            key,
-            encryption_context: record::custom_context(&context),
-        })
+        Ok(BranchKeyMaterials::new(id, found, key, record::custom_context(&context)))
     }
 }
 
@@ -675,8 +722,21 @@ fn ddb_cause<E>(
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
+    // DynamoDB's throttling and transaction-conflict codes come with HTTP 400.
+    const TRANSIENT: &[&str] = &[
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "ThrottlingException",
+        "TransactionConflictException",
+        "TransactionInProgressException",
+        "InternalServerError",
+    ];
+    const TRANSIENT_REASONS: &[&str] = &["ThrottlingError", "TransactionConflict", "ProvisionedThroughputExceeded"];
     let f = crate::aws_error::classify(e);
-    KeyStoreCause::DynamoDb { call, code: f.code, message: f.message, retryable: f.retryable }
+    let cancelled_by_load =
+        f.code == "TransactionCanceledException" && TRANSIENT_REASONS.iter().any(|r| f.message.contains(r));
+    let retryable = f.retryable || TRANSIENT.contains(&f.code.as_str()) || cancelled_by_load;
+    KeyStoreCause::DynamoDb { call, code: f.code, message: f.message, retryable }
 }
 
 fn invalid(why: &str) -> KeyStoreCause {

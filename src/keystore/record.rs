@@ -46,7 +46,10 @@ pub(crate) fn item_context(item: &Item, logical_name: &str) -> Result<(Encryptio
     let id = string(BRANCH_KEY_ID)?;
     let kind = string(TYPE)?;
     string(CREATE_TIME)?;
-    string(KMS_ARN)?;
+    let kms_arn = string(KMS_ARN)?;
+    if !(1..=2048).contains(&kms_arn.len()) {
+        return Err(format!("{KMS_ARN:?} is {} bytes; KMS key ids are 1 to 2048", kms_arn.len()));
+    }
     if id.is_empty() || kind.is_empty() {
         return Err(format!("{BRANCH_KEY_ID:?} and {TYPE:?} must not be empty"));
     }
@@ -56,7 +59,10 @@ pub(crate) fn item_context(item: &Item, logical_name: &str) -> Result<(Encryptio
         None => return Err(format!("attribute {HIERARCHY_VERSION:?} is missing")),
     };
     let enc = match item.get(ENC) {
-        Some(AttributeValue::B(b)) => b.as_ref().to_vec(),
+        Some(AttributeValue::B(b)) if (1..=6144).contains(&b.as_ref().len()) => b.as_ref().to_vec(),
+        Some(AttributeValue::B(b)) => {
+            return Err(format!("{ENC:?} is {} bytes; KMS ciphertexts are 1 to 6144", b.as_ref().len()))
+        }
         Some(_) => return Err(format!("attribute {ENC:?} is not binary")),
         None => return Err(format!("attribute {ENC:?} is missing")),
     };
@@ -213,6 +219,10 @@ mod tests {
         let cases: Vec<(&str, Mutation)> = vec![
             ("\"enc\" is missing", Box::new(|i| drop(i.remove(ENC)))),
             ("\"kms-arn\" is missing", Box::new(|i| drop(i.remove(KMS_ARN)))),
+            (
+                "KMS ciphertexts are 1 to 6144",
+                Box::new(|i| drop(i.insert(ENC.into(), AttributeValue::B(Blob::new(vec![]))))),
+            ),
             ("not a number", Box::new(|i| drop(i.insert(HIERARCHY_VERSION.into(), AttributeValue::S("1".into()))))),
             ("reserved", Box::new(|i| drop(i.insert(TABLE_NAME.into(), AttributeValue::S("x".into()))))),
             (

@@ -10,6 +10,7 @@
 mod cache;
 mod wrap;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,14 @@ pub trait BranchKeyIdSupplier: Send + Sync + fmt::Debug {
 
 #[derive(Clone, Debug)]
 enum BranchKey {
+    /// The id and its encrypt-scope cache entry id (computed once).
+    Static(String, cache::EntryId),
+    Supplier(Arc<dyn BranchKeyIdSupplier>),
+}
+
+/// A builder's choice before the entry id can be computed.
+#[derive(Clone, Debug)]
+enum BranchKeyChoice {
     Static(String),
     Supplier(Arc<dyn BranchKeyIdSupplier>),
 }
@@ -71,7 +80,7 @@ impl fmt::Debug for HierarchicalKeyring {
 pub struct HierarchicalKeyringBuilder {
     store: Arc<KeyStore>,
     ttl: Duration,
-    branch_key: Option<BranchKey>,
+    branch_key: Option<BranchKeyChoice>,
     cache: Option<Arc<BranchKeyCache>>,
     capacity: usize,
     partition_id: Option<Vec<u8>>,
@@ -97,13 +106,13 @@ impl HierarchicalKeyring {
 impl HierarchicalKeyringBuilder {
     /// Every message uses branch key `id`.
     pub fn branch_key_id(mut self, id: &str) -> Self {
-        self.branch_key = Some(BranchKey::Static(id.to_owned()));
+        self.branch_key = Some(BranchKeyChoice::Static(id.to_owned()));
         self
     }
 
     /// Each message's branch key is chosen by `supplier` from its encryption context.
     pub fn branch_key_id_supplier(mut self, supplier: Arc<dyn BranchKeyIdSupplier>) -> Self {
-        self.branch_key = Some(BranchKey::Supplier(supplier));
+        self.branch_key = Some(BranchKeyChoice::Supplier(supplier));
         self
     }
 
@@ -135,12 +144,12 @@ impl HierarchicalKeyringBuilder {
 
     /// The keyring.
     pub fn build(self) -> Result<HierarchicalKeyring> {
-        let Some(branch_key) = self.branch_key else {
+        let Some(choice) = self.branch_key else {
             return Err(Error::InvalidConfig(
                 "the Hierarchical keyring needs a branch key id or a branch key id supplier".into(),
             ));
         };
-        if let BranchKey::Static(id) = &branch_key {
+        if let BranchKeyChoice::Static(id) = &choice {
             if id.is_empty() {
                 return Err(Error::InvalidConfig("the branch key id must not be empty".into()));
             }
@@ -160,6 +169,13 @@ impl HierarchicalKeyringBuilder {
                 uuid::Builder::from_random_bytes(bytes).into_uuid().as_bytes().to_vec()
             }
         };
+        let branch_key = match choice {
+            BranchKeyChoice::Static(id) => {
+                let entry = entry_id(self.backend, &partition_id, self.store.logical_name(), ENCRYPT_SCOPE, &id, None);
+                BranchKey::Static(id, entry)
+            }
+            BranchKeyChoice::Supplier(s) => BranchKey::Supplier(s),
+        };
         Ok(HierarchicalKeyring {
             store: self.store,
             branch_key,
@@ -171,16 +187,42 @@ impl HierarchicalKeyringBuilder {
     }
 }
 
+/// Appendix A: SHA-384 of resource id, scope, partition id, logical store name, branch key id
+/// (and version), separated by zero bytes.
+fn entry_id(
+    backend: Backend,
+    partition_id: &[u8],
+    logical_name: &str,
+    scope: u8,
+    id: &str,
+    version: Option<&str>,
+) -> cache::EntryId {
+    let mut h = backend.provider().hasher(crate::suite::HashAlg::Sha384);
+    h.update(&[RESOURCE_ID, 0, scope, 0]);
+    h.update(partition_id);
+    h.update(&[0]);
+    h.update(logical_name.as_bytes());
+    h.update(&[0]);
+    h.update(id.as_bytes());
+    if let Some(v) = version {
+        h.update(&[0]);
+        h.update(v.as_bytes());
+    }
+    let mut out = [0u8; 48];
+    out.copy_from_slice(&h.finish()[..48]);
+    out
+}
+
 impl HierarchicalKeyring {
-    fn branch_key_id(&self, context: &EncryptionContext) -> Result<String> {
+    fn branch_key_id(&self, context: &EncryptionContext) -> Result<Cow<'_, str>> {
         match &self.branch_key {
-            BranchKey::Static(id) => Ok(id.clone()),
+            BranchKey::Static(id, _) => Ok(Cow::Borrowed(id)),
             BranchKey::Supplier(s) => {
                 let id = s.branch_key_id(context)?;
                 if id.is_empty() {
                     return Err(Error::InvalidConfig("the branch key id supplier returned an empty id".into()));
                 }
-                Ok(id)
+                Ok(Cow::Owned(id))
             }
         }
     }
@@ -189,27 +231,15 @@ impl HierarchicalKeyring {
         format!("Hierarchical keyring for branch key {id} in key store {}", self.store.info().table)
     }
 
-    /// Appendix A: SHA-384 of resource id, scope, partition id, logical store name, branch key
-    /// id (and version), separated by zero bytes.
     fn entry_id(&self, scope: u8, id: &str, version: Option<&str>) -> cache::EntryId {
-        let mut h = self.backend.provider().hasher(crate::suite::HashAlg::Sha384);
-        h.update(&[RESOURCE_ID, 0, scope, 0]);
-        h.update(&self.partition_id);
-        h.update(&[0]);
-        h.update(self.store.logical_name().as_bytes());
-        h.update(&[0]);
-        h.update(id.as_bytes());
-        if let Some(v) = version {
-            h.update(&[0]);
-            h.update(v.as_bytes());
-        }
-        let mut out = [0u8; 48];
-        out.copy_from_slice(&h.finish()[..48]);
-        out
+        entry_id(self.backend, &self.partition_id, self.store.logical_name(), scope, id, version)
     }
 
     async fn active(&self, id: &str) -> Result<Arc<BranchKeyMaterials>> {
-        let entry = self.entry_id(ENCRYPT_SCOPE, id, None);
+        let entry = match &self.branch_key {
+            BranchKey::Static(_, entry) => *entry,
+            BranchKey::Supplier(_) => self.entry_id(ENCRYPT_SCOPE, id, None),
+        };
         self.cache.get_or_fetch(&entry, self.ttl, || self.store.get_active_branch_key(id)).await
     }
 
@@ -230,7 +260,7 @@ impl Keyring for HierarchicalKeyring {
         let ciphertext = wrap::wrap(self.backend, branch_key.expose_secret(), &id, &version, &serialized, data_key)?;
         materials.add_encrypted_data_key(EncryptedDataKey {
             provider_id: HIERARCHY_PROVIDER_ID.into(),
-            provider_info: id.into_bytes(),
+            provider_info: id.as_bytes().to_vec(),
             ciphertext,
         });
         Ok(materials)
@@ -253,7 +283,7 @@ impl Keyring for HierarchicalKeyring {
             }
             if edk.provider_info != id.as_bytes() {
                 let found = edk.provider_info_lossy();
-                attempts.skip(i, edk, SkipReason::BranchKeyId { found, expected: id.clone() });
+                attempts.skip(i, edk, SkipReason::BranchKeyId { found, expected: id.to_string() });
                 continue;
             }
             if edk.ciphertext.len() != wrap::OVERHEAD + key_len {
@@ -285,5 +315,33 @@ impl Keyring for HierarchicalKeyring {
             }
         }
         Err(attempts.into_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Appendix A's formulas, against SHA-384 digests computed independently (Python hashlib)
+    /// over the spec's byte layout.
+    #[test]
+    fn cache_entry_ids_follow_appendix_a() {
+        let version = "83eec007-5659-4554-bf11-699b90f41ac6";
+        for &backend in Backend::all() {
+            let encrypt = entry_id(backend, b"p1", "store", ENCRYPT_SCOPE, "bk", None);
+            let decrypt = entry_id(backend, b"p1", "store", DECRYPT_SCOPE, "bk", Some(version));
+            assert_eq!(
+                hex(&encrypt),
+                "eefc332340e5987393c3fb759010ab1892789aae25c72d131cdf28c5f95a4d804203f1cf24267b8938d83e1c0d42814e"
+            );
+            assert_eq!(
+                hex(&decrypt),
+                "7bfd668ba781dd5dfa77939c4bcc207c74d3093357b9fe464a3b89652f1d337ea20fed5270da5af9cfc83bea294ad0c5"
+            );
+        }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 }

@@ -29,11 +29,13 @@ pub struct GenerateDataKeyOutput {
     pub ciphertext_blob: Vec<u8>,
 }
 
-/// Response of `Encrypt`.
+/// Response of `Encrypt`, `GenerateDataKeyWithoutPlaintext` and `ReEncrypt`.
 #[derive(Debug)]
 pub struct EncryptOutput {
-    /// The key ARN KMS used.
+    /// The key ARN KMS used (for `ReEncrypt`, the destination key).
     pub key_id: String,
+    /// `ReEncrypt` only: the key ARN the ciphertext was decrypted with.
+    pub source_key_id: Option<String>,
     /// The encrypted data key.
     pub ciphertext_blob: Vec<u8>,
 }
@@ -219,6 +221,7 @@ fn encrypt_output(
 ) -> Result<EncryptOutput, KmsError> {
     Ok(EncryptOutput {
         key_id: returned_key_id.ok_or_else(|| missing(operation, key_id, "KeyId"))?.to_owned(),
+        source_key_id: None,
         ciphertext_blob: ciphertext_blob.ok_or_else(|| missing(operation, key_id, "CiphertextBlob"))?.as_ref().to_vec(),
     })
 }
@@ -356,7 +359,10 @@ impl KmsClient for AwsSdkKmsClient {
             .set_destination_encryption_context(context_map(destination_context))
             .set_grant_tokens(tokens(grant_tokens));
         let out = on_tokio(req.send()).await.map_err(|e| classify(OP, source_key_id, e))?;
-        encrypt_output(OP, destination_key_id, out.key_id(), out.ciphertext_blob())
+        let mut output = encrypt_output(OP, destination_key_id, out.key_id(), out.ciphertext_blob())?;
+        output.source_key_id =
+            Some(out.source_key_id().ok_or_else(|| missing(OP, source_key_id, "SourceKeyId"))?.to_owned());
+        Ok(output)
     }
 }
 
