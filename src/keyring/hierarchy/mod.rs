@@ -11,8 +11,9 @@ mod cache;
 mod wrap;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -62,7 +63,13 @@ pub struct HierarchicalKeyring {
     cache: Arc<BranchKeyCache>,
     partition_id: Vec<u8>,
     backend: Backend,
+    /// Decrypt-scope entry ids by EDK version bytes (with their branch key id), so a warm
+    /// decrypt hashes nothing to find its branch key. Bounded: cleared when full.
+    decrypt_ids: Mutex<HashMap<[u8; 16], (String, cache::EntryId)>>,
 }
+
+/// Entries of the decrypt entry id memo.
+const MAX_MEMO: usize = 1024;
 
 impl fmt::Debug for HierarchicalKeyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -183,6 +190,7 @@ impl HierarchicalKeyringBuilder {
             cache,
             partition_id,
             backend: self.backend,
+            decrypt_ids: Mutex::default(),
         })
     }
 }
@@ -243,9 +251,23 @@ impl HierarchicalKeyring {
         self.cache.get_or_fetch(&entry, self.ttl, || self.store.get_active_branch_key(id)).await
     }
 
-    async fn version(&self, id: &str, version: &str) -> Result<Arc<BranchKeyMaterials>> {
-        let entry = self.entry_id(DECRYPT_SCOPE, id, Some(version));
-        self.cache.get_or_fetch(&entry, self.ttl, || self.store.get_branch_key_version(id, version)).await
+    /// The branch key version an EDK names (by its 16 version bytes).
+    async fn version(&self, id: &str, version: [u8; 16]) -> Result<Arc<BranchKeyMaterials>> {
+        let memo = self.decrypt_ids.lock().unwrap_or_else(|p| p.into_inner()).get(&version).cloned();
+        let entry = match memo {
+            Some((memo_id, entry)) if memo_id == id => entry,
+            _ => {
+                let entry = self.entry_id(DECRYPT_SCOPE, id, Some(&wrap::version_string(version)));
+                let mut ids = self.decrypt_ids.lock().unwrap_or_else(|p| p.into_inner());
+                if ids.len() >= MAX_MEMO {
+                    ids.clear();
+                }
+                ids.insert(version, (id.to_owned(), entry));
+                entry
+            }
+        };
+        let fetch = || async move { self.store.get_branch_key_version(id, &wrap::version_string(version)).await };
+        self.cache.get_or_fetch(&entry, self.ttl, fetch).await
     }
 }
 
@@ -294,7 +316,7 @@ impl Keyring for HierarchicalKeyring {
             let Some(version) = wrap::edk_version(&edk.ciphertext) else {
                 return Err(Error::Internal("EDK ciphertext length checked above"));
             };
-            let branch_key = match self.version(&id, &version).await {
+            let branch_key = match self.version(&id, version).await {
                 Ok(k) => k,
                 Err(Error::KeyStore(e)) => {
                     attempts.fail(i, edk, EdkFailure::KeyStore(e));

@@ -31,10 +31,14 @@ pub(crate) fn version_bytes(version: &str) -> Result<[u8; 16]> {
     }
 }
 
-/// The version an EDK ciphertext names, as the store spells it (lowercase hyphenated UUID).
-pub(crate) fn edk_version(ciphertext: &[u8]) -> Option<String> {
-    let bytes: [u8; 16] = ciphertext.get(SALT_LEN + IV_LEN..SALT_LEN + IV_LEN + VERSION_LEN)?.try_into().ok()?;
-    Some(uuid::Uuid::from_bytes(bytes).hyphenated().to_string())
+/// The 16 version bytes an EDK ciphertext carries.
+pub(crate) fn edk_version(ciphertext: &[u8]) -> Option<[u8; 16]> {
+    ciphertext.get(SALT_LEN + IV_LEN..SALT_LEN + IV_LEN + VERSION_LEN)?.try_into().ok()
+}
+
+/// A version's bytes as the store spells the version (lowercase hyphenated UUID).
+pub(crate) fn version_string(bytes: [u8; 16]) -> String {
+    uuid::Uuid::from_bytes(bytes).hyphenated().to_string()
 }
 
 /// SP 800-108 KDF in counter mode, HMAC-SHA-256, one 32-byte block: `HMAC(branch key,
@@ -145,7 +149,7 @@ mod tests {
             for &b in Backend::all() {
                 let ct = wrap(a, &branch_key, "bk", &version, b"ctx", &data_key).unwrap();
                 assert_eq!(ct.len(), OVERHEAD + 32);
-                assert_eq!(edk_version(&ct).as_deref(), Some(VERSION));
+                assert_eq!(edk_version(&ct).map(version_string).as_deref(), Some(VERSION));
                 assert_eq!(unwrap(b, &branch_key, "bk", b"ctx", &ct).unwrap().unwrap().as_slice(), &data_key);
                 assert!(unwrap(b, &branch_key, "other", b"ctx", &ct).unwrap().is_none());
                 assert!(unwrap(b, &branch_key, "bk", b"ctX", &ct).unwrap().is_none());
