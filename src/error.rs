@@ -240,6 +240,8 @@ pub enum SkipReason {
     BranchKeyId {
         /// The branch key id in the EDK, lossily decoded.
         found: String,
+        /// The branch key version the EDK names, if its ciphertext is long enough to say.
+        version: Option<String>,
         /// The branch key id this keyring has for the message.
         expected: String,
     },
@@ -262,8 +264,12 @@ impl fmt::Display for SkipReason {
             Self::DiscoveryFilter { key_arn, filter } => {
                 write!(f, "{key_arn} is outside the discovery filter ({filter})")
             }
-            Self::BranchKeyId { found, expected } => {
-                write!(f, "the EDK needs branch key {found:?}; this keyring has {expected:?}")
+            Self::BranchKeyId { found, version, expected } => {
+                write!(f, "the EDK needs branch key {found:?}")?;
+                if let Some(v) = version {
+                    write!(f, " version {v}")?;
+                }
+                write!(f, "; this keyring has {expected:?}")
             }
             Self::OtherRegion { key_arn, region } => {
                 write!(f, "{key_arn} is a single-Region key of another Region; this keyring only calls {region}")

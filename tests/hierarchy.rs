@@ -143,9 +143,9 @@ async fn filtering_is_strict_and_failures_name_the_branch_key_and_the_cause() {
     let Error::NoDecryptableDataKey(report) = &err else { panic!("{err}") };
     assert!(matches!(
         &report.attempts[0].outcome,
-        EdkOutcome::Skipped(SkipReason::BranchKeyId { found, expected }) if found == &a && expected == &b
+        EdkOutcome::Skipped(SkipReason::BranchKeyId { found, version: Some(_), expected }) if found == &a && expected == &b
     ));
-    assert!(err.to_string().contains("needs branch key \"tenant-a\""), "{err}");
+    assert!(err.to_string().contains("needs branch key \"tenant-a\" version "), "{err}");
 
     // A branch key id the store does not have: the store's error names it and the table.
     let missing =

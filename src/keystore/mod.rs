@@ -270,7 +270,7 @@ impl KeyStore {
     }
 
     /// As [`Self::new`], with KMS and DynamoDB clients of `config` (its Region and
-    /// credentials): for a table in another Region than the key's, or a chosen profile.
+    /// credentials, for both), e.g. for a chosen profile.
     pub fn from_sdk_config(
         table: &str,
         logical_name: &str,

@@ -3,7 +3,7 @@
 //! reads. AWS credentials and endpoints come from the standard environment.
 
 use clap::{Args, Subcommand};
-use esdk::keyring::kms::KmsArn;
+use esdk::keyring::kms::{AwsSdkClientSupplier, ClientSupplier, KmsArn};
 use esdk::keystore::{KeyStore, KmsConfiguration};
 use esdk_cli::keyspec;
 
@@ -34,7 +34,7 @@ pub(crate) struct StoreArgs {
     /// The KMS key ARN that wraps the branch keys.
     #[arg(long = "kms-key", value_name = "ARN")]
     kms_key: String,
-    /// The Region of the table and of the KMS calls (default: the key ARN's).
+    /// The Region of the table (default: the key ARN's; KMS is always called in the ARN's Region).
     #[arg(long, value_name = "REGION")]
     region: Option<String>,
 }
@@ -61,7 +61,7 @@ pub(crate) struct VersionKeyArgs {
 }
 
 /// A store client on `table` for the KMS key ARN `kms_key` (multi-Region aware when it is a
-/// multi-Region key), in `region` or the ARN's.
+/// multi-Region key): KMS is called in the ARN's Region, DynamoDB in `region` or the ARN's.
 pub(crate) fn open(table: &str, logical_name: &str, kms_key: &str, region: Option<&str>) -> Result<KeyStore, Failure> {
     let arn = KmsArn::parse_key_arn(kms_key).map_err(|e| Failure {
         message: format!("kms-key {kms_key}: {e}"),
@@ -72,10 +72,12 @@ pub(crate) fn open(table: &str, logical_name: &str, kms_key: &str, region: Optio
     } else {
         KmsConfiguration::KeyArn(kms_key.to_owned())
     };
-    let region = region.unwrap_or(arn.region()).to_owned();
-    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(region));
+    let table_region = region.unwrap_or(arn.region()).to_owned();
+    let loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(table_region));
     let sdk = crate::load_config(loader.load())?;
-    Ok(KeyStore::from_sdk_config(table, logical_name, config, &sdk)?)
+    let kms = AwsSdkClientSupplier::from_sdk_config(sdk.clone()).client(arn.region())?;
+    Ok(KeyStore::new(table, logical_name, config, kms, aws_sdk_dynamodb::Client::new(&sdk))?)
 }
 
 fn open_args(a: &StoreArgs) -> Result<KeyStore, Failure> {

@@ -120,9 +120,10 @@ struct Common {
     #[arg(long = "kms-rsa-key", value_name = "SPEC")]
     kms_rsa_key: Vec<String>,
     /// An AWS KMS Hierarchical keyring: key-store=TABLE,kms-key=ARN,branch-key-id=ID
-    /// [,logical-name=NAME (default TABLE)][,ttl=SECONDS (default 600)][,region=R (default the
-    /// ARN's)]. The branch key is read from DynamoDB and unwrapped by KMS once per TTL; each
-    /// message's data key is wrapped locally. Repeatable.
+    /// [,logical-name=NAME (default TABLE)][,ttl=SECONDS (default 600)][,region=R: the table's
+    /// Region (default the ARN's; KMS is called in the ARN's)]. The branch key is read from
+    /// DynamoDB and unwrapped by KMS once per TTL; each message's data key is wrapped locally.
+    /// Repeatable.
     #[arg(long = "hierarchy", value_name = "SPEC")]
     hierarchy: Vec<String>,
     /// Commitment policy (default require-encrypt-require-decrypt).
@@ -243,7 +244,21 @@ fn hint_for(e: &Error) -> Option<String> {
                 .filter(|(p, _)| p == esdk::keyring::hierarchy::HIERARCHY_PROVIDER_ID)
                 .map(|(_, info)| info.as_str())
                 .collect();
-            if arns.is_empty() && rsa.is_empty() && !branch_keys.is_empty() {
+            // Only when every tried hierarchy EDK was for another branch key: a store or KMS
+            // failure is not cured by another --hierarchy.
+            let store_failed = report.attempts.iter().any(|a| {
+                a.provider_id == esdk::keyring::hierarchy::HIERARCHY_PROVIDER_ID
+                    && matches!(a.outcome, esdk::error::EdkOutcome::Failed(_))
+            });
+            if arns.is_empty() && rsa.is_empty() && store_failed {
+                Some(if report.is_retryable() {
+                    "the branch key store or KMS failed transiently (see above): run it again".into()
+                } else {
+                    "the configured branch key could not be read or did not unwrap the data key (see above): check \
+                     the key store table, its logical name and the KMS key"
+                        .into()
+                })
+            } else if arns.is_empty() && rsa.is_empty() && !branch_keys.is_empty() {
                 Some(format!(
                     "no configured key matches any of the {} EDK(s); the message is wrapped under the branch key(s) {} — \
                      add --hierarchy key-store=TABLE,kms-key=ARN,branch-key-id={}",

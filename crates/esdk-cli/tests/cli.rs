@@ -825,6 +825,21 @@ fn keystore_commands_and_the_hierarchy_flag_work_with_the_official_mpl() {
     let wrong = format!("key-store=cli-branch-keys,kms-key={arn},branch-key-id={other}");
     let e = err(&esdk(s.path(), &["decrypt", "-i", "r.esdk", "-o", "x.out", "--hierarchy", &wrong]));
     assert!(e.contains(&format!("--hierarchy key-store=TABLE,kms-key=ARN,branch-key-id={id}")), "{e}");
+    // The right branch key under the wrong logical name: KMS refuses the unwrap, and the hint
+    // points at the store, not at another --hierarchy.
+    let misnamed = format!("{spec},logical-name=other-name");
+    let e = err(&esdk(s.path(), &["decrypt", "-i", "r.esdk", "-o", "x.out", "--hierarchy", &misnamed]));
+    assert!(e.contains("GetBranchKeyVersion") && e.contains("check the key store table, its logical name"), "{e}");
+    // A logical name of its own, the table's Region and a TTL given explicitly.
+    let named = [&store[..], &["--logical-name", "orders-keys", "--region", "eu-west-2"]].concat();
+    let out = ok(&esdk(s.path(), &[&["keystore", "create-key"][..], &named, &["-c", "tenant=initech"]].concat()));
+    let initech = out.lines().last().unwrap();
+    let full = format!(
+        "key-store=cli-branch-keys,kms-key={arn},branch-key-id={initech},logical-name=orders-keys,ttl=60,region=eu-west-2"
+    );
+    ok(&esdk(s.path(), &["encrypt", "-i", "data.bin", "-o", "n.esdk", "--hierarchy", &full]));
+    ok(&esdk(s.path(), &["decrypt", "-i", "n.esdk", "-o", "n.out", "--hierarchy", &full]));
+    assert_eq!(s.read("n.out"), s.read("data.bin"));
     // A table that does not exist: the error names it and the branch key.
     let missing = format!("key-store=no-such-table,kms-key={arn},branch-key-id={id}");
     let e = err(&esdk(s.path(), &["encrypt", "-i", "data.bin", "-o", "y.esdk", "--hierarchy", &missing]));

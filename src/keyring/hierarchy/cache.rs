@@ -54,7 +54,10 @@ type Flight = tokio::sync::Mutex<Option<(Instant, Box<KeyStoreError>)>>;
 /// Branch key materials by cache entry id, at most `capacity` of them (expired ones evicted
 /// first, then the least recently used). Share one between keyrings with
 /// [`super::HierarchicalKeyringBuilder::cache`]; entries are shared only between keyrings with
-/// the same partition id, logical store name and branch key id.
+/// the same partition id, logical store name and branch key id. Such keyrings share what the
+/// store gave any of them, a failure for a second included, so give them one partition id only
+/// when they have the same access to the store (the spec's "Shared Cache Considerations"). An
+/// entry lives for the TTL of the keyring that last fetched it.
 pub struct BranchKeyCache {
     capacity: usize,
     entries: Mutex<Entries>,
@@ -77,12 +80,14 @@ struct Landing<'a> {
 
 impl Drop for Landing<'_> {
     fn drop(&mut self) {
-        let Some(flight) = self.flight.take() else { return };
         let mut flights = self.cache.flights.lock().unwrap_or_else(|p| p.into_inner());
-        // The map's reference and this one: nobody else holds or waits for it.
+        let Some(flight) = self.flight.take() else { return };
+        // The map's reference and this one: nobody else holds or waits for it. References are
+        // taken and released only under the map's lock, so the count cannot change meanwhile.
         if Arc::strong_count(&flight) == 2 {
             flights.remove(&self.id);
         }
+        drop(flight);
     }
 }
 
@@ -324,13 +329,13 @@ mod tests {
     #[test]
     fn one_caller_refreshes_in_the_grace_period_and_a_failure_keeps_the_entry() {
         let cache = BranchKeyCache::new(4).unwrap();
-        // TTL 40 ms: a grace period of 20 ms.
-        let ttl = Duration::from_millis(40);
+        // TTL 2 s: a grace period of 1 s.
+        let ttl = Duration::from_secs(2);
         cache.put(id(1), Arc::new(materials("old")), ttl);
         let fresh = || async { Ok(materials("new")) };
         block_on(async {
             assert_eq!(cache.get_or_fetch(&id(1), ttl, fresh).await.unwrap().version(), "old", "outside the grace");
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::time::sleep(Duration::from_millis(1100)).await;
             let failing = || async { Err(Error::Internal("store down")) };
             assert_eq!(cache.get_or_fetch(&id(1), ttl, failing).await.unwrap().version(), "old");
             // Within a second of that failure nobody tries again, and the entry is still served.
@@ -344,9 +349,37 @@ mod tests {
         });
         cache.put(id(2), Arc::new(materials("old")), ttl);
         block_on(async {
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::time::sleep(Duration::from_millis(1100)).await;
             assert_eq!(cache.get_or_fetch(&id(2), ttl, fresh).await.unwrap().version(), "new", "refreshed");
         });
+    }
+
+    #[test]
+    fn in_flight_locks_are_released_under_concurrency_across_threads() {
+        let cache = BranchKeyCache::new(8).unwrap();
+        let ttl = Duration::from_secs(60);
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for t in 0..8u8 {
+                let cache = cache.clone();
+                tasks.spawn(async move {
+                    for n in 0..500u32 {
+                        // Ids shared by pairs of tasks, many more than the capacity.
+                        let mut key = [0u8; 48];
+                        key[..4].copy_from_slice(&n.to_be_bytes());
+                        key[4] = t / 2;
+                        let fetch = || async { Ok(materials("v")) };
+                        cache.get_or_fetch(&key, ttl, fetch).await.unwrap();
+                    }
+                });
+            }
+            while let Some(done) = tasks.join_next().await {
+                done.unwrap();
+            }
+        });
+        assert!(cache.flights.lock().unwrap().is_empty(), "an in-flight lock leaked");
+        assert!(cache.len() <= 8);
     }
 
     /// Polls every future on the current task until all are done.

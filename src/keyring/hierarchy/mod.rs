@@ -305,7 +305,8 @@ impl Keyring for HierarchicalKeyring {
             }
             if edk.provider_info != id.as_bytes() {
                 let found = edk.provider_info_lossy();
-                attempts.skip(i, edk, SkipReason::BranchKeyId { found, expected: id.to_string() });
+                let version = wrap::edk_version(&edk.ciphertext).map(wrap::version_string);
+                attempts.skip(i, edk, SkipReason::BranchKeyId { found, version, expected: id.to_string() });
                 continue;
             }
             if edk.ciphertext.len() != wrap::OVERHEAD + key_len {
