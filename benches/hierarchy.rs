@@ -1,6 +1,6 @@
 //! Per-message cost of the AWS KMS Hierarchical keyring against the raw AES keyring, same suite,
-//! same run (issue bar: at most 1.5x). The branch key is unwrapped once before measuring, as a
-//! warm keyring does: what is measured is the local work per message (cache lookup, key
+//! same run (issue bar: at most 1.5x). The branch key is read and unwrapped before measuring (once
+//! for encrypt, once for decrypt: two cache scopes), as a warm keyring has it: what is measured is the local work per message (cache lookup, key
 //! derivation, AES-GCM wrap or unwrap), never a network call.
 //!
 //! Needs the local AWS endpoint for that one unwrap:

@@ -1,12 +1,14 @@
-//! Classification of AWS KMS failures: the service's error code (or a transport failure class),
-//! its message, and whether a retry can help.
+//! Classification of the AWS SDK failures of this crate's services (KMS, and DynamoDB for the
+//! branch key store): the service's error code (or a transport failure class), its message, and
+//! whether a retry can help.
 
 // The smithy runtime types, as every aws-sdk-* crate re-exports them.
 use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
-/// KMS codes that mean "try again later".
+/// Codes that mean "try again later".
 pub(crate) const TRANSIENT_CODES: &[&str] = &[
+    // KMS
     "ThrottlingException",
     "Throttling",
     "LimitExceededException",
@@ -15,7 +17,18 @@ pub(crate) const TRANSIENT_CODES: &[&str] = &[
     "KeyUnavailableException",
     "ServiceUnavailable",
     "InternalFailure",
+    // DynamoDB (throttling and transaction conflicts come with HTTP 400)
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "TransactionConflictException",
+    "TransactionInProgressException",
+    "InternalServerError",
 ];
+
+/// `TransactionCanceledException` reasons that mean "try again later".
+#[cfg(feature = "hierarchy")]
+pub(crate) const TRANSIENT_CANCELLATION_REASONS: &[&str] =
+    &["ThrottlingError", "TransactionConflict", "ProvisionedThroughputExceeded"];
 
 /// Whether a service error code (and HTTP status) is transient.
 pub(crate) fn is_transient(code: &str, status: Option<u16>) -> bool {

@@ -152,10 +152,15 @@ pub enum KeyStoreCause {
     /// The item exists but is not a valid branch key record (or its `kms-arn` is not the
     /// configured key): it is refused before any KMS call.
     InvalidItem(String),
+    /// KMS or DynamoDB answered with something the store cannot use (another key than asked
+    /// for, a ciphertext or key of the wrong length, no table description).
+    InvalidResponse(String),
     /// A conditional write lost: the key already exists (`CreateKey`), or another writer
     /// changed the active version since it was read (`VersionKey`; read and try again).
     Conflict,
-    /// The operation is not possible with this store's configuration.
+    /// The operation is not possible with this store's configuration or these arguments
+    /// (discovery stores cannot write; a chosen branch key id needs a context; a table with
+    /// another key schema).
     Unsupported(String),
 }
 
@@ -180,13 +185,18 @@ impl fmt::Display for KeyStoreError {
         if let Some(v) = &self.version {
             write!(f, " version {v}")?;
         }
-        f.write_str(" failed: ")?;
+        f.write_str(": ")?;
         match &self.cause {
             KeyStoreCause::DynamoDb { call, code, message, retryable } => write!(
                 f,
-                "DynamoDB {call} failed: {code}{}{message} ({})",
+                "DynamoDB {call} failed: {code}{}{message} ({}){}",
                 if message.is_empty() { "" } else { ": " },
-                if *retryable { "transient, retrying later may help" } else { "permanent" }
+                if *retryable { "transient, retrying later may help" } else { "permanent" },
+                if code == "ResourceNotFoundException" {
+                    "; check the table name and Region, or create it with esdk keystore create-store"
+                } else {
+                    ""
+                }
             ),
             KeyStoreCause::Kms(e) => e.fmt(f),
             KeyStoreCause::NotFound => f.write_str(
@@ -194,6 +204,7 @@ impl fmt::Display for KeyStoreError {
                  there: esdk keystore create-key)",
             ),
             KeyStoreCause::InvalidItem(why) => write!(f, "the stored item is refused: {why}"),
+            KeyStoreCause::InvalidResponse(why) => write!(f, "the answer is refused: {why}"),
             KeyStoreCause::Conflict => f.write_str(if self.operation == "VersionKey" {
                 "another writer changed the active version since it was read; run it again"
             } else {
@@ -204,7 +215,14 @@ impl fmt::Display for KeyStoreError {
     }
 }
 
-impl std::error::Error for KeyStoreError {}
+impl std::error::Error for KeyStoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.cause {
+            KeyStoreCause::Kms(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Why a keyring skipped an encrypted data key without trying it (no key was used, no call made).
 #[derive(Clone, Debug, PartialEq, Eq)]

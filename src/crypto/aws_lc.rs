@@ -221,6 +221,8 @@ impl Provider for AwsLc {
             ctx.update(part);
         }
         let mut out = Zeroizing::new([0u8; 32]);
+        // The `hmac::Tag` is a stack value aws-lc-rs offers no way to wipe (as in `hkdf` above);
+        // the copy the caller keeps is wiped on drop.
         out.copy_from_slice(ctx.sign().as_ref());
         Ok(out)
     }

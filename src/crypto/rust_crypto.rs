@@ -197,7 +197,9 @@ impl Provider for RustCrypto {
             mac.update(part);
         }
         let mut out = Zeroizing::new([0u8; 32]);
-        out.copy_from_slice(&mac.finalize().into_bytes());
+        let mut tag = mac.finalize().into_bytes();
+        out.copy_from_slice(&tag);
+        tag[..].zeroize();
         Ok(out)
     }
 

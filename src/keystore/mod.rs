@@ -14,6 +14,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, ScalarAttributeType,
@@ -29,8 +30,10 @@ use record::Item;
 
 /// Length of branch keys and beacon keys (`NumberOfBytes` of their creation).
 const KEY_LEN: usize = 32;
-/// The longest KMS `CiphertextBlob` (KMS' `CiphertextType`).
-const MAX_CIPHERTEXT_LEN: usize = 6144;
+use record::MAX_CIPHERTEXT_LEN;
+
+/// How long `CreateKeyStore` waits for a new table to become ACTIVE.
+const TABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Which KMS key(s) wrap the store's keys (spec "AWS KMS Configuration").
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -331,14 +334,14 @@ impl KeyStore {
             crate::keyring::kms::client::on_tokio(self.ddb.describe_table().table_name(&table).send()).await;
         match described {
             Ok(out) => {
-                let t = out.table().ok_or_else(|| fail(invalid("DescribeTable returned no table")))?;
+                let t = out.table().ok_or_else(|| fail(invalid_response("DescribeTable returned no table")))?;
                 let schema: Vec<(&str, &KeyType)> =
                     t.key_schema().iter().map(|k| (k.attribute_name(), k.key_type())).collect();
                 if schema.len() != 2
                     || !schema.contains(&(record::BRANCH_KEY_ID, &KeyType::Hash))
                     || !schema.contains(&(record::TYPE, &KeyType::Range))
                 {
-                    return Err(fail(KeyStoreCause::InvalidItem(format!(
+                    return Err(fail(KeyStoreCause::Unsupported(format!(
                         "table {table} exists with another key schema ({schema:?}); a key store needs partition \
                          key {:?} and sort key {:?}",
                         record::BRANCH_KEY_ID,
@@ -370,7 +373,22 @@ impl KeyStore {
                 let out = crate::keyring::kms::client::on_tokio(req.send())
                     .await
                     .map_err(|e| fail(ddb_cause("CreateTable", &e)))?;
-                Ok(out.table_description().and_then(|t| t.table_arn()).unwrap_or_default().to_owned())
+                let arn = out.table_description().and_then(|t| t.table_arn()).unwrap_or_default().to_owned();
+                // A new table takes a moment to become ACTIVE; keys cannot be written before.
+                let ddb = self.ddb.clone();
+                let waited = crate::keyring::kms::client::on_tokio(async move {
+                    ddb.wait_until_table_exists().table_name(table).wait(TABLE_WAIT).await.map(|_| ())
+                })
+                .await;
+                waited.map_err(|e| {
+                    fail(KeyStoreCause::DynamoDb {
+                        call: "DescribeTable",
+                        code: "TableNotActive".into(),
+                        message: format!("the new table did not become ACTIVE within {TABLE_WAIT:?}: {e}"),
+                        retryable: true,
+                    })
+                })?;
+                Ok(arn)
             }
             Err(e) => Err(fail(ddb_cause("DescribeTable", &e))),
         }
@@ -549,7 +567,7 @@ impl KeyStore {
         kms_arn: &str,
         out: &crate::keyring::kms::EncryptOutput,
     ) -> Result<()> {
-        let refuse = |why: String| self.error(operation, id, version, KeyStoreCause::InvalidItem(why));
+        let refuse = |why: String| self.error(operation, id, version, KeyStoreCause::InvalidResponse(why));
         if out.key_id != kms_arn || out.source_key_id.as_deref().is_some_and(|s| s != kms_arn) {
             return Err(refuse(format!(
                 "KMS answered for {} (source {}) instead of {kms_arn}",
@@ -593,12 +611,22 @@ impl KeyStore {
         match crate::keyring::kms::client::on_tokio(req.send()).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                let conflict = matches!(
-                    e.as_service_error(),
-                    Some(TransactWriteItemsError::TransactionCanceledException(c))
-                        if c.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
-                );
-                let cause = if conflict { KeyStoreCause::Conflict } else { ddb_cause("TransactWriteItems", &e) };
+                let reasons: Vec<&str> = match e.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                        c.cancellation_reasons().iter().filter_map(|r| r.code()).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                let cause = if reasons.contains(&"ConditionalCheckFailed") {
+                    KeyStoreCause::Conflict
+                } else {
+                    let mut cause = ddb_cause("TransactWriteItems", &e);
+                    if let KeyStoreCause::DynamoDb { retryable, .. } = &mut cause {
+                        *retryable |=
+                            reasons.iter().any(|r| crate::aws_error::TRANSIENT_CANCELLATION_REASONS.contains(r));
+                    }
+                    cause
+                };
                 Err(self.error(operation, id, version, cause))
             }
         }
@@ -675,11 +703,15 @@ impl KeyStore {
             .decrypt(&key_id, &enc, &context, &self.info.grant_tokens)
             .await
             .map_err(|e| self.error(operation, id, version, KeyStoreCause::Kms(e)))?;
+        let bad_answer = |why: String| self.error(operation, id, version, KeyStoreCause::InvalidResponse(why));
         if out.key_id != key_id {
-            return Err(refuse(format!("KMS Decrypt answered for {} instead of {key_id}", out.key_id)));
+            return Err(bad_answer(format!("KMS Decrypt answered for {} instead of {key_id}", out.key_id)));
         }
         if out.plaintext.len() != KEY_LEN {
-            return Err(refuse(format!("it unwrapped to {} bytes, not {KEY_LEN}", out.plaintext.len())));
+            return Err(bad_answer(format!(
+                "KMS Decrypt returned {} bytes, not a {KEY_LEN}-byte key",
+                out.plaintext.len()
+            )));
         }
         Ok((context, out.plaintext))
     }
@@ -703,11 +735,16 @@ impl KeyStore {
     }
 }
 
-/// A new version 4 UUID from the operating system's random generator.
-pub(crate) fn new_uuid() -> Result<String> {
+/// The 16 bytes of a new version 4 UUID, from the operating system's random generator.
+pub(crate) fn new_uuid_bytes() -> Result<[u8; 16]> {
     let mut bytes = [0u8; 16];
     crate::crypto::fill_random(&mut bytes)?;
-    Ok(uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().to_string())
+    Ok(*uuid::Builder::from_random_bytes(bytes).into_uuid().as_bytes())
+}
+
+/// A new version 4 UUID, hyphenated.
+pub(crate) fn new_uuid() -> Result<String> {
+    Ok(uuid::Uuid::from_bytes(new_uuid_bytes()?).hyphenated().to_string())
 }
 
 /// Now, in ISO 8601 UTC with microseconds (spec: "to microsecond precision").
@@ -717,30 +754,17 @@ fn create_time() -> String {
 
 fn ddb_cause<E>(
     call: &'static str,
-    e: &aws_sdk_dynamodb::error::SdkError<E, aws_sdk_kms::config::http::HttpResponse>,
+    e: &aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
 ) -> KeyStoreCause
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    // DynamoDB's throttling and transaction-conflict codes come with HTTP 400.
-    const TRANSIENT: &[&str] = &[
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "ThrottlingException",
-        "TransactionConflictException",
-        "TransactionInProgressException",
-        "InternalServerError",
-    ];
-    const TRANSIENT_REASONS: &[&str] = &["ThrottlingError", "TransactionConflict", "ProvisionedThroughputExceeded"];
     let f = crate::aws_error::classify(e);
-    let cancelled_by_load =
-        f.code == "TransactionCanceledException" && TRANSIENT_REASONS.iter().any(|r| f.message.contains(r));
-    let retryable = f.retryable || TRANSIENT.contains(&f.code.as_str()) || cancelled_by_load;
-    KeyStoreCause::DynamoDb { call, code: f.code, message: f.message, retryable }
+    KeyStoreCause::DynamoDb { call, code: f.code, message: f.message, retryable: f.retryable }
 }
 
-fn invalid(why: &str) -> KeyStoreCause {
-    KeyStoreCause::InvalidItem(why.to_owned())
+fn invalid_response(why: &str) -> KeyStoreCause {
+    KeyStoreCause::InvalidResponse(why.to_owned())
 }
 
 fn unsupported(why: &str) -> KeyStoreCause {

@@ -26,6 +26,11 @@ pub(crate) const BEACON: &str = "beacon:ACTIVE";
 /// Prefix of the custom encryption context's attributes.
 pub(crate) const CUSTOM_PREFIX: &str = "aws-crypto-ec:";
 
+/// The longest KMS `CiphertextBlob` (KMS' `CiphertextType`).
+pub(crate) const MAX_CIPHERTEXT_LEN: usize = 6144;
+/// The longest KMS key id (KMS' `KeyIdType`).
+const MAX_KEY_ID_LEN: usize = 2048;
+
 /// A DynamoDB item.
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
@@ -47,8 +52,8 @@ pub(crate) fn item_context(item: &Item, logical_name: &str) -> Result<(Encryptio
     let kind = string(TYPE)?;
     string(CREATE_TIME)?;
     let kms_arn = string(KMS_ARN)?;
-    if !(1..=2048).contains(&kms_arn.len()) {
-        return Err(format!("{KMS_ARN:?} is {} bytes; KMS key ids are 1 to 2048", kms_arn.len()));
+    if !(1..=MAX_KEY_ID_LEN).contains(&kms_arn.len()) {
+        return Err(format!("{KMS_ARN:?} is {} bytes; KMS key ids are 1 to {MAX_KEY_ID_LEN}", kms_arn.len()));
     }
     if id.is_empty() || kind.is_empty() {
         return Err(format!("{BRANCH_KEY_ID:?} and {TYPE:?} must not be empty"));
@@ -59,9 +64,9 @@ pub(crate) fn item_context(item: &Item, logical_name: &str) -> Result<(Encryptio
         None => return Err(format!("attribute {HIERARCHY_VERSION:?} is missing")),
     };
     let enc = match item.get(ENC) {
-        Some(AttributeValue::B(b)) if (1..=6144).contains(&b.as_ref().len()) => b.as_ref().to_vec(),
+        Some(AttributeValue::B(b)) if (1..=MAX_CIPHERTEXT_LEN).contains(&b.as_ref().len()) => b.as_ref().to_vec(),
         Some(AttributeValue::B(b)) => {
-            return Err(format!("{ENC:?} is {} bytes; KMS ciphertexts are 1 to 6144", b.as_ref().len()))
+            return Err(format!("{ENC:?} is {} bytes; KMS ciphertexts are 1 to {MAX_CIPHERTEXT_LEN}", b.as_ref().len()))
         }
         Some(_) => return Err(format!("attribute {ENC:?} is not binary")),
         None => return Err(format!("attribute {ENC:?} is missing")),

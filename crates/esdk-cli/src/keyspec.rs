@@ -231,7 +231,7 @@ pub struct HierarchySpec {
     pub logical_name: String,
     /// How long an unwrapped branch key is used (default 600 s).
     pub ttl: std::time::Duration,
-    /// The Region of the table and the KMS calls (default: the key ARN's).
+    /// The Region of the table (default: the key ARN's; KMS is called in the ARN's Region).
     pub region: Option<String>,
 }
 

@@ -244,8 +244,8 @@ fn hint_for(e: &Error) -> Option<String> {
                 .filter(|(p, _)| p == esdk::keyring::hierarchy::HIERARCHY_PROVIDER_ID)
                 .map(|(_, info)| info.as_str())
                 .collect();
-            // Only when every tried hierarchy EDK was for another branch key: a store or KMS
-            // failure is not cured by another --hierarchy.
+            // A store or KMS failure of a matching branch key is not cured by another
+            // --hierarchy: that hint is only for EDKs of other branch keys.
             let store_failed = report.attempts.iter().any(|a| {
                 a.provider_id == esdk::keyring::hierarchy::HIERARCHY_PROVIDER_ID
                     && matches!(a.outcome, esdk::error::EdkOutcome::Failed(_))

@@ -137,7 +137,8 @@ impl HierarchicalKeyringBuilder {
     }
 
     /// The partition id (spec "Partition ID"): its UTF-8 bytes go into every cache entry id.
-    /// Without one, a random v4 UUID: this keyring then shares no entry with any other.
+    /// Without one, the 16 bytes of a random v4 UUID: this keyring then shares no entry with any
+    /// other.
     pub fn partition_id(mut self, partition_id: &str) -> Self {
         self.partition_id = Some(partition_id.as_bytes().to_vec());
         self
@@ -170,11 +171,7 @@ impl HierarchicalKeyringBuilder {
         };
         let partition_id = match self.partition_id {
             Some(p) => p,
-            None => {
-                let mut bytes = [0u8; 16];
-                crate::crypto::fill_random(&mut bytes)?;
-                uuid::Builder::from_random_bytes(bytes).into_uuid().as_bytes().to_vec()
-            }
+            None => crate::keystore::new_uuid_bytes()?.to_vec(),
         };
         let branch_key = match choice {
             BranchKeyChoice::Static(id) => {
@@ -277,7 +274,11 @@ impl Keyring for HierarchicalKeyring {
         let id = self.branch_key_id(materials.encryption_context())?;
         let serialized = materials.encryption_context().to_bytes()?;
         let branch_key = self.active(&id).await?;
-        let version = wrap::version_bytes(branch_key.version())?;
+        let version = wrap::version_bytes(branch_key.version()).map_err(|e| Error::Keyring {
+            action: "wrap the data key",
+            reason: format!("{}: {e}", self.describe(&id)),
+            retryable: false,
+        })?;
         let data_key = materials.data_key_or_generate()?.expose_secret();
         let ciphertext = wrap::wrap(self.backend, branch_key.expose_secret(), &id, &version, &serialized, data_key)?;
         materials.add_encrypted_data_key(EncryptedDataKey {

@@ -73,7 +73,9 @@ pub(crate) fn wrap(
     let (salt, iv) = salt_iv.split_at(SALT_LEN);
     let derived = derive(backend, branch_key, salt)?;
     let key = backend.provider().aes_gcm(&derived[..])?;
-    let mut out = Vec::with_capacity(OVERHEAD + data_key.len());
+    // The buffer holds the plaintext data key until it is sealed: wiped if sealing fails. Its
+    // capacity covers the tag, so appending it leaves no stale copy behind.
+    let mut out = Zeroizing::new(Vec::with_capacity(OVERHEAD + data_key.len()));
     out.extend_from_slice(&salt_iv);
     out.extend_from_slice(version);
     let start = out.len();
@@ -81,11 +83,11 @@ pub(crate) fn wrap(
     let iv: &[u8; IV_LEN] = iv.try_into().map_err(|_| Error::Internal("IV length"))?;
     let tag = key.seal_in_place(iv, &aad(branch_key_id, version, serialized_context), &mut out[start..])?;
     out.extend_from_slice(&tag);
-    Ok(out)
+    Ok(std::mem::take(&mut *out))
 }
 
-/// Unwraps an EDK ciphertext of `key_len` data key bytes (its length checked by the caller);
-/// `None` when it does not authenticate.
+/// Unwraps an EDK ciphertext (its length checked by the caller against the suite's key length:
+/// the encrypted key is what follows the fixed fields); `None` when it does not authenticate.
 pub(crate) fn unwrap(
     backend: Backend,
     branch_key: &[u8],

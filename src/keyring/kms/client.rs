@@ -248,7 +248,7 @@ impl KmsClient for AwsSdkKmsClient {
             .inner
             .generate_data_key()
             .key_id(key_id)
-            .number_of_bytes(number_of_bytes as i32)
+            .number_of_bytes(i32::try_from(number_of_bytes).unwrap_or(i32::MAX))
             .set_encryption_context(context_map(encryption_context))
             .set_grant_tokens(tokens(grant_tokens));
         let out = on_tokio(req.send()).await.map_err(|e| classify(OP, key_id, e))?;
@@ -332,7 +332,7 @@ impl KmsClient for AwsSdkKmsClient {
             .inner
             .generate_data_key_without_plaintext()
             .key_id(key_id)
-            .number_of_bytes(number_of_bytes as i32)
+            .number_of_bytes(i32::try_from(number_of_bytes).unwrap_or(i32::MAX))
             .set_encryption_context(context_map(encryption_context))
             .set_grant_tokens(tokens(grant_tokens));
         let out = on_tokio(req.send()).await.map_err(|e| classify(OP, key_id, e))?;
