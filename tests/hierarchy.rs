@@ -237,6 +237,78 @@ async fn multi_region_keys_unwrap_branch_keys_through_their_replica() {
     assert_eq!(rotated.version(), version, "the primary's store reads the new version");
 }
 
+/// DynamoDB and KMS faults past the SDK's own retries fail the call with a retryable error that
+/// names the call and code, and the next call succeeds; under random faults on both services,
+/// callers that retry on `is_retryable()` always get through.
+#[tokio::test]
+#[ignore = "needs the local AWS endpoint: run scripts/test"]
+async fn store_faults_are_retryable_and_retries_get_through() {
+    const REGION: &str = "eu-west-3";
+    let env = Endpoint::from_env();
+    let arn = env.create_key(REGION).await;
+    let admin = store(&env, REGION, "branch-keys-faults", &arn, env.kms(REGION));
+    admin.create_key_store().await.unwrap();
+    let id = admin.create_key(None, &custom()).await.unwrap();
+    let suite = AlgorithmSuite::Aes256GcmHkdfSha512CommitKey;
+    let c = client(suite, Backend::default());
+    let fresh = || {
+        DefaultCmm::new(keyring(
+            &store(&env, REGION, "branch-keys-faults", &arn, env.kms(REGION)),
+            &id,
+            Backend::default(),
+        ))
+    };
+
+    // Three throttled GetItems outlast the client's three attempts.
+    env.inject_fault("DynamoDB_20120810.GetItem", REGION, 3, "ProvisionedThroughputExceededException").await;
+    let writer = fresh();
+    let err = c.encrypt(&writer, b"x", &ec()).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let Error::KeyStore(e) = &err else { panic!("{err}") };
+    assert!(
+        matches!(&e.cause, KeyStoreCause::DynamoDb { call: "GetItem", code, retryable: true, .. } if code == "ProvisionedThroughputExceededException"),
+        "{err}"
+    );
+    let message = c.encrypt(&writer, b"x", &ec()).await.unwrap();
+
+    env.inject_fault("TrentService.Decrypt", REGION, 3, "ThrottlingException").await;
+    let reader = fresh();
+    let err = c.decrypt(&reader, &message, Some(&ec())).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let Error::NoDecryptableDataKey(report) = &err else { panic!("{err}") };
+    let EdkOutcome::Failed(EdkFailure::KeyStore(e)) = &report.attempts[0].outcome else { panic!("{err}") };
+    assert!(matches!(&e.cause, KeyStoreCause::Kms(k) if k.code == "ThrottlingException" && k.retryable), "{err}");
+    assert_eq!(&c.decrypt(&reader, &message, Some(&ec())).await.unwrap().plaintext[..], b"x");
+
+    // Random faults on every GetItem and Decrypt: each fresh keyring retries until through.
+    env.inject_probability("DynamoDB_20120810.GetItem", REGION, 0.5, 7, 400, "ThrottlingException").await;
+    env.inject_probability("TrentService.Decrypt", REGION, 0.5, 8, 500, "KMSInternalException").await;
+    let mut retried = 0;
+    for i in 0..20u32 {
+        let (writer, reader) = (fresh(), fresh());
+        let plaintext = i.to_be_bytes();
+        let attempt = || async {
+            let message = c.encrypt(&writer, &plaintext, &ec()).await?;
+            c.decrypt(&reader, &message, Some(&ec())).await
+        };
+        let mut tries = 0;
+        let out = loop {
+            match attempt().await {
+                Ok(out) => break out,
+                Err(e) => {
+                    assert!(e.is_retryable(), "a fault reported as permanent: {e}");
+                    tries += 1;
+                    assert!(tries < 50, "never got through: {e}");
+                }
+            }
+        };
+        retried += tries;
+        assert_eq!(&out.plaintext[..], &plaintext);
+    }
+    env.clear_faults_in(REGION).await;
+    assert!(retried > 0, "the faults never outlasted the SDK's retries: the test did not test anything");
+}
+
 /// Chooses the branch key from the message's `tenant`.
 #[derive(Debug)]
 struct ByTenant;
