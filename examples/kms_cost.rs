@@ -8,98 +8,11 @@
 //! Without `--key-arn` it creates a key in `AWS_REGION` (on the local endpoint, or wherever the
 //! standard AWS environment points).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use esdk::keyring::kms::{
-    AwsSdkClientSupplier, ClientSupplier, DecryptOutput, EncryptOutput, GenerateDataKeyOutput, KmsClient, KmsError,
-    KmsKeyring, KmsRsaAlgorithm,
-};
+use esdk::keyring::kms::{AwsSdkClientSupplier, ClientSupplier, KmsKeyring, MeteredKmsClient};
 use esdk::{CachingCmm, Client, DefaultCmm, EncryptionContext, LocalCache, MaterialsManager};
-
-/// Counts the calls that reach KMS.
-#[derive(Debug)]
-struct Counted {
-    inner: Arc<dyn KmsClient>,
-    generate: AtomicU64,
-    encrypt: AtomicU64,
-    decrypt: AtomicU64,
-}
-
-#[async_trait]
-impl KmsClient for Counted {
-    fn region(&self) -> Option<&str> {
-        self.inner.region()
-    }
-    async fn generate_data_key(
-        &self,
-        k: &str,
-        n: usize,
-        ec: &EncryptionContext,
-        g: &[String],
-    ) -> Result<GenerateDataKeyOutput, KmsError> {
-        self.generate.fetch_add(1, Ordering::Relaxed);
-        self.inner.generate_data_key(k, n, ec, g).await
-    }
-    async fn encrypt(
-        &self,
-        k: &str,
-        p: &[u8],
-        ec: &EncryptionContext,
-        g: &[String],
-    ) -> Result<EncryptOutput, KmsError> {
-        self.encrypt.fetch_add(1, Ordering::Relaxed);
-        self.inner.encrypt(k, p, ec, g).await
-    }
-    async fn decrypt(
-        &self,
-        k: &str,
-        c: &[u8],
-        ec: &EncryptionContext,
-        g: &[String],
-    ) -> Result<DecryptOutput, KmsError> {
-        self.decrypt.fetch_add(1, Ordering::Relaxed);
-        self.inner.decrypt(k, c, ec, g).await
-    }
-    async fn decrypt_rsa(
-        &self,
-        k: &str,
-        c: &[u8],
-        a: KmsRsaAlgorithm,
-        g: &[String],
-    ) -> Result<DecryptOutput, KmsError> {
-        self.decrypt.fetch_add(1, Ordering::Relaxed);
-        self.inner.decrypt_rsa(k, c, a, g).await
-    }
-    async fn generate_data_key_without_plaintext(
-        &self,
-        k: &str,
-        n: usize,
-        ec: &EncryptionContext,
-        g: &[String],
-    ) -> Result<EncryptOutput, KmsError> {
-        self.generate.fetch_add(1, Ordering::Relaxed);
-        self.inner.generate_data_key_without_plaintext(k, n, ec, g).await
-    }
-    async fn re_encrypt(
-        &self,
-        k: &str,
-        c: &[u8],
-        ec: &EncryptionContext,
-        dk: &str,
-        dec: &EncryptionContext,
-        g: &[String],
-    ) -> Result<EncryptOutput, KmsError> {
-        self.encrypt.fetch_add(1, Ordering::Relaxed);
-        self.inner.re_encrypt(k, c, ec, dk, dec, g).await
-    }
-}
-
-fn counted(inner: Arc<dyn KmsClient>) -> Arc<Counted> {
-    Arc::new(Counted { inner, generate: AtomicU64::new(0), encrypt: AtomicU64::new(0), decrypt: AtomicU64::new(0) })
-}
 
 fn caching(underlying: Arc<dyn MaterialsManager>) -> Result<CachingCmm, esdk::Error> {
     CachingCmm::new(underlying, Arc::new(LocalCache::new(100)?), Duration::from_secs(300))?.with_max_messages(10_000)
@@ -129,9 +42,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let region = key_arn.split(':').nth(3).ok_or("not a key ARN")?.to_owned();
     let supplier = AwsSdkClientSupplier::from_sdk_config(config);
 
-    let producer_kms = counted(supplier.client(&region)?);
+    let producer_kms = MeteredKmsClient::new(supplier.client(&region)?);
     let producer = caching(Arc::new(DefaultCmm::new(KmsKeyring::new(&key_arn, producer_kms.clone())?)))?;
-    let consumer_kms = counted(supplier.client(&region)?);
+    let consumer_kms = MeteredKmsClient::new(supplier.client(&region)?);
     let consumer = caching(Arc::new(DefaultCmm::new(KmsKeyring::new(&key_arn, consumer_kms.clone())?)))?;
 
     let client = Client::builder().suite(esdk::AlgorithmSuite::Aes256GcmHkdfSha512CommitKey).build()?;
@@ -155,9 +68,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "records={records} record_bytes=1024 encrypt_s={:.2} decrypt_s={:.2} producer_generate_data_key={} producer_encrypt={} consumer_decrypt={}",
         encrypt_time.as_secs_f64(),
         decrypt_time.as_secs_f64(),
-        producer_kms.generate.load(Ordering::Relaxed),
-        producer_kms.encrypt.load(Ordering::Relaxed),
-        consumer_kms.decrypt.load(Ordering::Relaxed),
+        producer_kms.counts().generate_data_key,
+        producer_kms.counts().encrypt,
+        consumer_kms.counts().decrypt,
     );
     Ok(())
 }

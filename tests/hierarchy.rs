@@ -14,8 +14,9 @@ use esdk::error::{EdkFailure, EdkOutcome, KeyStoreCause, SkipReason};
 use esdk::keyring::hierarchy::{BranchKeyCache, BranchKeyIdSupplier, HierarchicalKeyring, HIERARCHY_PROVIDER_ID};
 use esdk::keyring::kms::KmsClient;
 use esdk::keystore::{KeyStore, KmsConfiguration};
-use esdk::{AlgorithmSuite, Backend, Client, CommitmentPolicy, DefaultCmm, EncryptionContext, Error, ErrorKind};
+use esdk::{AlgorithmSuite, Backend, DefaultCmm, EncryptionContext, Error, ErrorKind};
 use esdk_testkit::aws::{Counting, Endpoint};
+use esdk_testkit::client_for as client;
 
 const TTL: Duration = Duration::from_secs(600);
 
@@ -25,15 +26,6 @@ fn ec() -> EncryptionContext {
 
 fn custom() -> EncryptionContext {
     [("tenant", "acme")].into_iter().collect()
-}
-
-fn client(suite: AlgorithmSuite, backend: Backend) -> Client {
-    let policy = if suite.is_committing() {
-        CommitmentPolicy::RequireEncryptRequireDecrypt
-    } else {
-        CommitmentPolicy::ForbidEncryptAllowDecrypt
-    };
-    Client::builder().suite(suite).commitment_policy(policy).backend(backend).build().unwrap()
 }
 
 /// A key store client on `table` in `region` with KMS key `arn`, KMS calls recorded.
@@ -411,10 +403,6 @@ async fn one_branch_key_serves_100000_messages_with_one_kms_call_and_one_read_pe
     assert_eq!(cache.len(), 2);
 }
 
-fn ec_map(context: &EncryptionContext) -> std::collections::BTreeMap<String, String> {
-    context.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
-}
-
 /// `key=value` lines of the driver's output.
 fn field<'a>(out: &'a str, key: &str) -> &'a str {
     out.lines()
@@ -512,7 +500,7 @@ fn the_official_mpl_reads_our_key_store_and_messages_and_we_read_its() {
         let dir = tempfile::tempdir().unwrap();
         let path = |name: &str| dir.path().join(name);
         std::fs::write(path("plaintext"), &plaintext).unwrap();
-        std::fs::write(path("context.json"), serde_json::to_string(&ec_map(&context)).unwrap()).unwrap();
+        std::fs::write(path("context.json"), esdk_testkit::context_json(&context)).unwrap();
         let ids: Vec<u16> = suites.iter().map(|s| s.id()).collect();
         std::fs::write(path("suites.json"), serde_json::to_string(&ids).unwrap()).unwrap();
         for suite in suites {

@@ -6,8 +6,9 @@
 
 use esdk::error::{EdkFailure, EdkOutcome, SkipReason};
 use esdk::keyring::kms::{KmsRsaAlgorithm, KmsRsaKeyring, RSA_PROVIDER_ID};
-use esdk::{AlgorithmSuite, Backend, Client, CommitmentPolicy, DefaultCmm, EncryptionContext, Error, RawAesKeyring};
+use esdk::{AlgorithmSuite, Backend, DefaultCmm, EncryptionContext, Error, RawAesKeyring};
 use esdk_testkit::aws::{Counting, Endpoint};
+use esdk_testkit::client_for as client;
 
 /// Every test here uses this Region alone.
 const REGION: &str = "ap-south-1";
@@ -19,15 +20,6 @@ async fn rsa_key(env: &Endpoint, bits: u32) -> (String, String) {
 
 fn ec() -> EncryptionContext {
     [("tenant", "acme"), ("stream", "orders")].into_iter().collect()
-}
-
-fn client(suite: AlgorithmSuite, backend: Backend) -> Client {
-    let policy = if suite.is_committing() {
-        CommitmentPolicy::RequireEncryptRequireDecrypt
-    } else {
-        CommitmentPolicy::ForbidEncryptAllowDecrypt
-    };
-    Client::builder().suite(suite).commitment_policy(policy).backend(backend).build().unwrap()
 }
 
 #[tokio::test]
@@ -177,7 +169,7 @@ fn the_official_mpl_keyring_reads_our_messages_and_we_read_its() {
         let path = |name: &str| dir.path().join(name);
         std::fs::write(path("key.pem"), &pem).unwrap();
         std::fs::write(path("plaintext"), &plaintext).unwrap();
-        std::fs::write(path("context.json"), serde_json::to_string(&ec_map(&context)).unwrap()).unwrap();
+        std::fs::write(path("context.json"), esdk_testkit::context_json(&context)).unwrap();
         let ids: Vec<u16> = suites.iter().map(|s| s.id()).collect();
         std::fs::write(path("suites.json"), serde_json::to_string(&ids).unwrap()).unwrap();
         for &suite in &suites {
@@ -204,8 +196,4 @@ fn the_official_mpl_keyring_reads_our_messages_and_we_read_its() {
             assert_eq!(&out.unwrap().plaintext[..], &plaintext[..], "{algorithm} {suite}");
         }
     }
-}
-
-fn ec_map(context: &EncryptionContext) -> std::collections::BTreeMap<String, String> {
-    context.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }

@@ -22,6 +22,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::error::{Error, KeyStoreCause, KeyStoreError, KmsError, Result};
+use crate::keyring::kms::client::on_tokio;
 use crate::keyring::kms::{mrk_match, AwsSdkKmsClient, KeyIdentifier, KmsArn, KmsClient};
 use crate::materials::DataKey;
 use crate::EncryptionContext;
@@ -268,7 +269,7 @@ impl KeyStore {
         if let Some(region) = kms_configuration.region() {
             loader = loader.region(aws_config::Region::new(region));
         }
-        let config = crate::keyring::kms::client::on_tokio(loader.load()).await;
+        let config = on_tokio(loader.load()).await;
         Self::from_sdk_config(table, logical_name, kms_configuration, &config)
     }
 
@@ -330,8 +331,7 @@ impl KeyStore {
     pub async fn create_key_store(&self) -> Result<String> {
         let fail = |cause| self.error(CREATE_STORE, "", None, cause);
         let table = self.info.table.clone();
-        let described =
-            crate::keyring::kms::client::on_tokio(self.ddb.describe_table().table_name(&table).send()).await;
+        let described = on_tokio(self.ddb.describe_table().table_name(&table).send()).await;
         match described {
             Ok(out) => {
                 let t = out.table().ok_or_else(|| fail(invalid_response("DescribeTable returned no table")))?;
@@ -370,13 +370,11 @@ impl KeyStore {
                     .attribute_definitions(attr(record::BRANCH_KEY_ID)?)
                     .attribute_definitions(attr(record::TYPE)?)
                     .billing_mode(BillingMode::PayPerRequest);
-                let out = crate::keyring::kms::client::on_tokio(req.send())
-                    .await
-                    .map_err(|e| fail(ddb_cause("CreateTable", &e)))?;
+                let out = on_tokio(req.send()).await.map_err(|e| fail(ddb_cause("CreateTable", &e)))?;
                 let arn = out.table_description().and_then(|t| t.table_arn()).unwrap_or_default().to_owned();
                 // A new table takes a moment to become ACTIVE; keys cannot be written before.
                 let ddb = self.ddb.clone();
-                let waited = crate::keyring::kms::client::on_tokio(async move {
+                let waited = on_tokio(async move {
                     ddb.wait_until_table_exists().table_name(table).wait(TABLE_WAIT).await.map(|_| ())
                 })
                 .await;
@@ -608,7 +606,7 @@ impl KeyStore {
     ) -> Result<()> {
         self.writes.fetch_add(1, Ordering::Relaxed);
         let req = self.ddb.transact_write_items().set_transact_items(Some(items.into_iter().collect()));
-        match crate::keyring::kms::client::on_tokio(req.send()).await {
+        match on_tokio(req.send()).await {
             Ok(_) => Ok(()),
             Err(e) => {
                 let reasons: Vec<&str> = match e.as_service_error() {
@@ -640,9 +638,8 @@ impl KeyStore {
             .table_name(&self.info.table)
             .key(record::BRANCH_KEY_ID, AttributeValue::S(id.to_owned()))
             .key(record::TYPE, AttributeValue::S(sort.to_owned()));
-        let out = crate::keyring::kms::client::on_tokio(req.send())
-            .await
-            .map_err(|e| self.error(operation, id, version, ddb_cause("GetItem", &e)))?;
+        let out =
+            on_tokio(req.send()).await.map_err(|e| self.error(operation, id, version, ddb_cause("GetItem", &e)))?;
         out.item.ok_or_else(|| self.error(operation, id, version, KeyStoreCause::NotFound))
     }
 

@@ -234,16 +234,13 @@ fn fail<T>(message: impl Into<String>, hint: impl Into<String>) -> Result<T, Fai
 fn hint_for(e: &Error) -> Option<String> {
     match e {
         Error::NoDecryptableDataKey(report) => {
-            let arns: Vec<&str> =
-                report.present.iter().filter(|(p, _)| p == "aws-kms").map(|(_, info)| info.as_str()).collect();
-            let rsa: Vec<&str> =
-                report.present.iter().filter(|(p, _)| p == "aws-kms-rsa").map(|(_, info)| info.as_str()).collect();
-            let branch_keys: Vec<&str> = report
-                .present
-                .iter()
-                .filter(|(p, _)| p == esdk::keyring::hierarchy::HIERARCHY_PROVIDER_ID)
-                .map(|(_, info)| info.as_str())
-                .collect();
+            // The key names (provider info) of the EDKs of one provider.
+            let wrapped_under = |provider: &str| -> Vec<&str> {
+                report.present.iter().filter(|(p, _)| p == provider).map(|(_, info)| info.as_str()).collect()
+            };
+            let arns = wrapped_under("aws-kms");
+            let rsa = wrapped_under("aws-kms-rsa");
+            let branch_keys = wrapped_under(esdk::keyring::hierarchy::HIERARCHY_PROVIDER_ID);
             // A store or KMS failure of a matching branch key is not cured by another
             // --hierarchy: that hint is only for EDKs of other branch keys.
             let store_failed = report.attempts.iter().any(|a| {

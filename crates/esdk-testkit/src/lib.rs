@@ -14,6 +14,23 @@ pub mod pipeline;
 
 use std::path::{Path, PathBuf};
 
+/// A client writing `suite` on `backend`, with the commitment policy that suite needs (require
+/// for committing suites, forbid-encrypt for the others), as interop tests over every suite use.
+pub fn client_for(suite: esdk::AlgorithmSuite, backend: esdk::Backend) -> esdk::Client {
+    let policy = if suite.is_committing() {
+        esdk::CommitmentPolicy::RequireEncryptRequireDecrypt
+    } else {
+        esdk::CommitmentPolicy::ForbidEncryptAllowDecrypt
+    };
+    esdk::Client::builder().suite(suite).commitment_policy(policy).backend(backend).build().expect("client")
+}
+
+/// An encryption context as the JSON object the Python interop drivers read (`context.json`).
+pub fn context_json(context: &esdk::EncryptionContext) -> String {
+    let map: std::collections::BTreeMap<&str, &str> = context.iter().collect();
+    serde_json::to_string(&map).expect("context JSON")
+}
+
 /// The repository root (this crate lives in `crates/esdk-testkit`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
