@@ -235,7 +235,7 @@ pub enum SkipReason {
         /// The key name in the EDK, lossily decoded.
         found: String,
     },
-    /// Raw AES keyring: the provider info does not have the layout this keyring writes.
+    /// Raw AES and ECDH keyrings: the provider info does not have the layout this keyring writes.
     ProviderInfoLayout {
         /// What differs.
         reason: &'static str,
@@ -263,6 +263,16 @@ pub enum SkipReason {
         /// The branch key id this keyring has for the message.
         expected: String,
     },
+    /// ECDH keyrings: the EDK is between other public keys than this keyring's.
+    EcdhPublicKeys {
+        /// The EDK's sender public key, compressed, in hex.
+        sender: String,
+        /// The EDK's recipient public key, compressed, in hex.
+        recipient: String,
+        /// The key(s) this keyring matches, as `recipient <hex>` or `sender <hex> and recipient
+        /// <hex>` (either way round).
+        expected: String,
+    },
     /// KMS discovery keyrings bound to a Region: a single-Region key of another Region.
     OtherRegion {
         /// The EDK's key ARN.
@@ -277,7 +287,13 @@ impl fmt::Display for SkipReason {
         match self {
             Self::ProviderId => f.write_str("provider id is not this keyring's"),
             Self::KeyName { found } => write!(f, "key name {found:?} is not this keyring's"),
-            Self::ProviderInfoLayout { reason } => write!(f, "provider info is not a raw AES key's: {reason}"),
+            Self::ProviderInfoLayout { reason } => write!(f, "provider info is not in this keyring's layout: {reason}"),
+            Self::EcdhPublicKeys { sender, recipient, expected } => {
+                write!(
+                    f,
+                    "the EDK is from sender key {sender} to recipient key {recipient}; this keyring has {expected}"
+                )
+            }
             Self::NotAllowListed { key_arn } => write!(f, "{key_arn} is not allow-listed"),
             Self::DiscoveryFilter { key_arn, filter } => {
                 write!(f, "{key_arn} is outside the discovery filter ({filter})")

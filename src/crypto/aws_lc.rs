@@ -1,15 +1,56 @@
 //! [`Provider`] on AWS-LC (`aws-lc-rs`).
 
-use aws_lc_rs::encoding::{AsBigEndian, EcPublicKeyCompressedBin};
+use aws_lc_rs::encoding::{AsBigEndian, AsDer, EcPublicKeyCompressedBin};
 use aws_lc_rs::signature::{self, KeyPair};
-use aws_lc_rs::{aead, digest, hkdf, hmac, rsa};
+use aws_lc_rs::{aead, agreement, digest, hkdf, hmac, rsa};
 use zeroize::Zeroizing;
 
-use super::{AeadKey, AuthFailed, EcdsaSigner, EcdsaVerifier, Hasher, Provider, RsaPadding, RsaPrivate, RsaPublic};
+use super::{
+    AeadKey, AuthFailed, EcdhPrivate, EcdsaSigner, EcdsaVerifier, Hasher, Provider, RsaPadding, RsaPrivate, RsaPublic,
+};
 use crate::error::{Error, Result};
+use crate::keyring::ecdh::EcdhCurve;
 use crate::suite::{Curve, HashAlg};
 
 pub(crate) struct AwsLc;
+
+fn ecdh_alg(curve: EcdhCurve) -> &'static agreement::Algorithm {
+    match curve {
+        EcdhCurve::P256 => &agreement::ECDH_P256,
+        EcdhCurve::P384 => &agreement::ECDH_P384,
+        EcdhCurve::P521 => &agreement::ECDH_P521,
+    }
+}
+
+/// An ECDH key; AWS-LC wipes the scalar when it is freed.
+struct Ecdh {
+    key: agreement::PrivateKey,
+    public: Vec<u8>,
+}
+
+impl Ecdh {
+    fn new(key: agreement::PrivateKey) -> Result<Self> {
+        let public = key
+            .compute_public_key()
+            .map_err(|_| Error::Crypto("ECDH public key computation failed"))?
+            .as_ref()
+            .to_vec();
+        Ok(Self { key, public })
+    }
+}
+
+impl EcdhPrivate for Ecdh {
+    fn public_point(&self) -> &[u8] {
+        &self.public
+    }
+
+    fn agree(&self, peer_sec1: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let peer = agreement::UnparsedPublicKey::new(self.key.algorithm(), peer_sec1);
+        agreement::agree(&self.key, peer, Error::Crypto("ECDH refused the peer's public key"), |secret| {
+            Ok(Zeroizing::new(secret.to_vec()))
+        })
+    }
+}
 
 struct Gcm(aead::LessSafeKey);
 
@@ -225,6 +266,41 @@ impl Provider for AwsLc {
         // the copy the caller keeps is wiped on drop.
         out.copy_from_slice(ctx.sign().as_ref());
         Ok(out)
+    }
+
+    fn hmac_sha384(&self, key: &[u8], parts: &[&[u8]]) -> Result<Zeroizing<[u8; 48]>> {
+        let mut ctx = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA384, key));
+        for part in parts {
+            ctx.update(part);
+        }
+        let mut out = Zeroizing::new([0u8; 48]);
+        out.copy_from_slice(ctx.sign().as_ref());
+        Ok(out)
+    }
+
+    fn ecdh_generate(&self, curve: EcdhCurve) -> Result<Box<dyn EcdhPrivate>> {
+        let key = agreement::PrivateKey::generate(ecdh_alg(curve))
+            .map_err(|_| Error::Crypto("ECDH key generation failed"))?;
+        Ok(Box::new(Ecdh::new(key)?))
+    }
+
+    fn ecdh_private(&self, curve: EcdhCurve, pkcs8_der: &[u8]) -> Result<Box<dyn EcdhPrivate>> {
+        let key = agreement::PrivateKey::from_private_key_der(ecdh_alg(curve), pkcs8_der)
+            .map_err(|e| Error::InvalidKey(format!("not a PKCS#8 {curve} private key: {e}")))?;
+        Ok(Box::new(Ecdh::new(key)?))
+    }
+
+    fn ecdh_public(&self, curve: EcdhCurve, sec1_point: &[u8]) -> Result<Vec<u8>> {
+        let alg = match curve {
+            EcdhCurve::P256 => &signature::ECDSA_P256_SHA256_ASN1,
+            EcdhCurve::P384 => &signature::ECDSA_P384_SHA384_ASN1,
+            EcdhCurve::P521 => &signature::ECDSA_P521_SHA512_ASN1,
+        };
+        let bad = || Error::InvalidKey(format!("not a {curve} public point"));
+        let key = signature::ParsedPublicKey::new(alg, sec1_point).map_err(|_| bad())?;
+        // AWS-LC writes the SubjectPublicKeyInfo with the point uncompressed.
+        let der = key.as_der().map_err(|_| bad())?;
+        Ok(curve.point_from_spki(der.as_ref())?.to_vec())
     }
 
     fn generate_ecdsa(&self, curve: Curve) -> Result<Box<dyn EcdsaSigner>> {

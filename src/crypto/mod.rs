@@ -17,6 +17,7 @@
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::keyring::ecdh::EcdhCurve;
 use crate::suite::{Curve, HashAlg};
 
 #[cfg(feature = "aws-lc-rs")]
@@ -178,6 +179,15 @@ pub(crate) trait RsaPrivate: Send + Sync {
     fn decrypt(&self, padding: RsaPadding, ciphertext: &[u8]) -> Option<Zeroizing<Vec<u8>>>;
 }
 
+/// An ECDH private key (the ECDH keyrings, `framework/raw-ecdh-keyring.md`).
+pub(crate) trait EcdhPrivate: Send + Sync {
+    /// The SEC1 uncompressed public point.
+    fn public_point(&self) -> &[u8];
+    /// ECDH with a peer's SEC1 point (compressed or uncompressed; refused unless it is a point
+    /// of the curve other than the identity): the shared x-coordinate, `field_len` bytes.
+    fn agree(&self, peer_sec1: &[u8]) -> Result<Zeroizing<Vec<u8>>>;
+}
+
 /// The operations one message and the raw keyrings need.
 pub(crate) trait Provider: Send + Sync {
     fn name(&self) -> &'static str;
@@ -189,7 +199,15 @@ pub(crate) trait Provider: Send + Sync {
     /// HMAC-SHA-256 of the concatenated `parts` (the Hierarchical keyring's counter-mode KDF).
     #[cfg_attr(not(feature = "hierarchy"), allow(dead_code))]
     fn hmac_sha256(&self, key: &[u8], parts: &[&[u8]]) -> Result<Zeroizing<[u8; 32]>>;
+    /// HMAC-SHA-384 of the concatenated `parts` (the ECDH keyrings' counter-mode KDF).
+    fn hmac_sha384(&self, key: &[u8], parts: &[&[u8]]) -> Result<Zeroizing<[u8; 48]>>;
     fn generate_ecdsa(&self, curve: Curve) -> Result<Box<dyn EcdsaSigner>>;
+    /// A fresh ECDH key pair (the ephemeral scheme).
+    fn ecdh_generate(&self, curve: EcdhCurve) -> Result<Box<dyn EcdhPrivate>>;
+    /// Parses a PKCS#8 DER ECDH private key of `curve`.
+    fn ecdh_private(&self, curve: EcdhCurve, pkcs8_der: &[u8]) -> Result<Box<dyn EcdhPrivate>>;
+    /// Checks a SEC1 point (compressed or uncompressed) of `curve` and returns it uncompressed.
+    fn ecdh_public(&self, curve: EcdhCurve, sec1_point: &[u8]) -> Result<Vec<u8>>;
     /// Parses a SEC1 (compressed or uncompressed) public point.
     fn ecdsa_verifier(&self, curve: Curve, sec1_point: &[u8]) -> Result<Box<dyn EcdsaVerifier>>;
     /// Parses an X.509 SubjectPublicKeyInfo DER RSA public key.

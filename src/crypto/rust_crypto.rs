@@ -12,11 +12,66 @@ use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use sha2::Digest;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::{AeadKey, AuthFailed, EcdsaSigner, EcdsaVerifier, Hasher, Provider, RsaPadding, RsaPrivate, RsaPublic};
+use super::{
+    AeadKey, AuthFailed, EcdhPrivate, EcdsaSigner, EcdsaVerifier, Hasher, Provider, RsaPadding, RsaPrivate, RsaPublic,
+};
 use crate::error::{Error, Result};
+use crate::keyring::ecdh::EcdhCurve;
 use crate::suite::{Curve, HashAlg};
 
 pub(crate) struct RustCrypto;
+
+/// An ECDH key of one curve crate (`SecretKey` wipes its scalar on drop).
+struct Ecdh<C: ecdsa::elliptic_curve::CurveArithmetic> {
+    key: ecdsa::elliptic_curve::SecretKey<C>,
+    public: Vec<u8>,
+}
+
+/// The per-curve code of [`Ecdh`]: the three curve crates share their types' shapes, not one
+/// trait that would let a generic function name them all.
+macro_rules! ecdh_curve {
+    ($krate:ident, $curve:ty) => {
+        impl Ecdh<$curve> {
+            fn boxed(key: $krate::SecretKey) -> Box<dyn EcdhPrivate> {
+                use ecdsa::elliptic_curve::sec1::ToSec1Point;
+                let public = key.public_key().as_affine().to_sec1_point(false).as_bytes().to_vec();
+                Box::new(Self { key, public })
+            }
+
+            fn generate() -> Result<Box<dyn EcdhPrivate>> {
+                Ok(Self::boxed($krate::SecretKey::try_generate_from_rng(&mut SysRng).map_err(no_rng)?))
+            }
+
+            fn from_pkcs8(der: &[u8]) -> Result<Box<dyn EcdhPrivate>> {
+                let key = $krate::SecretKey::from_pkcs8_der(der)
+                    .map_err(|e| Error::InvalidKey(format!("not a PKCS#8 {} private key: {e}", stringify!($curve))))?;
+                Ok(Self::boxed(key))
+            }
+
+            fn uncompressed(sec1: &[u8]) -> Option<Vec<u8>> {
+                use ecdsa::elliptic_curve::sec1::ToSec1Point;
+                let key = $krate::PublicKey::from_sec1_bytes(sec1).ok()?;
+                Some(key.as_affine().to_sec1_point(false).as_bytes().to_vec())
+            }
+        }
+
+        impl EcdhPrivate for Ecdh<$curve> {
+            fn public_point(&self) -> &[u8] {
+                &self.public
+            }
+
+            fn agree(&self, peer_sec1: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+                let peer = $krate::PublicKey::from_sec1_bytes(peer_sec1)
+                    .map_err(|_| Error::Crypto("ECDH refused the peer's public key"))?;
+                Ok(Zeroizing::new(self.key.diffie_hellman(&peer).raw_secret_bytes().to_vec()))
+            }
+        }
+    };
+}
+
+ecdh_curve!(p256, p256::NistP256);
+ecdh_curve!(p384, p384::NistP384);
+ecdh_curve!(p521, p521::NistP521);
 
 fn no_rng(_: getrandom::Error) -> Error {
     Error::Crypto("the operating system's random number generator failed")
@@ -201,6 +256,45 @@ impl Provider for RustCrypto {
         out.copy_from_slice(&tag);
         tag[..].zeroize();
         Ok(out)
+    }
+
+    fn hmac_sha384(&self, key: &[u8], parts: &[&[u8]]) -> Result<Zeroizing<[u8; 48]>> {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha384> as hmac::digest::KeyInit>::new_from_slice(key)
+            .map_err(|_| Error::Crypto("HMAC-SHA-384 refused the key"))?;
+        for part in parts {
+            mac.update(part);
+        }
+        let mut out = Zeroizing::new([0u8; 48]);
+        let mut tag = mac.finalize().into_bytes();
+        out.copy_from_slice(&tag);
+        tag[..].zeroize();
+        Ok(out)
+    }
+
+    fn ecdh_generate(&self, curve: EcdhCurve) -> Result<Box<dyn EcdhPrivate>> {
+        match curve {
+            EcdhCurve::P256 => Ecdh::<p256::NistP256>::generate(),
+            EcdhCurve::P384 => Ecdh::<p384::NistP384>::generate(),
+            EcdhCurve::P521 => Ecdh::<p521::NistP521>::generate(),
+        }
+    }
+
+    fn ecdh_private(&self, curve: EcdhCurve, pkcs8_der: &[u8]) -> Result<Box<dyn EcdhPrivate>> {
+        match curve {
+            EcdhCurve::P256 => Ecdh::<p256::NistP256>::from_pkcs8(pkcs8_der),
+            EcdhCurve::P384 => Ecdh::<p384::NistP384>::from_pkcs8(pkcs8_der),
+            EcdhCurve::P521 => Ecdh::<p521::NistP521>::from_pkcs8(pkcs8_der),
+        }
+    }
+
+    fn ecdh_public(&self, curve: EcdhCurve, sec1_point: &[u8]) -> Result<Vec<u8>> {
+        match curve {
+            EcdhCurve::P256 => Ecdh::<p256::NistP256>::uncompressed(sec1_point),
+            EcdhCurve::P384 => Ecdh::<p384::NistP384>::uncompressed(sec1_point),
+            EcdhCurve::P521 => Ecdh::<p521::NistP521>::uncompressed(sec1_point),
+        }
+        .ok_or_else(|| Error::InvalidKey(format!("not a {curve} public point")))
     }
 
     fn generate_ecdsa(&self, curve: Curve) -> Result<Box<dyn EcdsaSigner>> {

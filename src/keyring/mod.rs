@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use crate::error::{EdkAttempt, EdkFailure, EdkOutcome, Error, Result, SkipReason, UnwrapReport};
 use crate::materials::{DecryptionMaterials, EncryptedDataKey, EncryptionMaterials};
 
+pub mod ecdh;
 #[cfg(feature = "hierarchy")]
 pub mod hierarchy;
 pub mod kms;
@@ -15,6 +16,7 @@ mod multi;
 mod raw_aes;
 mod raw_rsa;
 
+pub use ecdh::{EcdhCurve, RawEcdhKeyring, RawEcdhScheme};
 #[cfg(feature = "hierarchy")]
 pub use hierarchy::HierarchicalKeyring;
 pub use multi::MultiKeyring;
